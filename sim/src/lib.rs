@@ -1,0 +1,1 @@
+//! The deterministic simulator (built with the simulator issue).
