@@ -100,6 +100,23 @@ impl IdGen {
     }
 }
 
+/// An [`IdGen`] shared by the tasks of one replica. The lock is held only to
+/// draw bytes, never across an await.
+#[derive(Debug, Clone)]
+pub struct SharedIds {
+    inner: std::sync::Arc<std::sync::Mutex<IdGen>>,
+}
+
+impl SharedIds {
+    pub fn new(ids: IdGen) -> Self {
+        SharedIds { inner: std::sync::Arc::new(std::sync::Mutex::new(ids)) }
+    }
+
+    pub fn next<T: From<Uuid>>(&self) -> T {
+        self.inner.lock().unwrap_or_else(|poison| poison.into_inner()).next()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,12 +6,20 @@
 //! PostgreSQL and in the deterministic simulator against the embedded SQLite
 //! store. See `ARCHITECTURE.md` for the code map.
 
+pub mod api;
+pub mod builds;
+pub mod engine;
+pub mod events;
 pub mod hash;
 pub mod ids;
+pub mod lifecycle;
 pub mod limits;
 pub mod model;
+pub mod notify;
 pub mod rules;
 pub mod runtime;
 pub mod settings;
 pub mod store;
 pub mod time;
+
+pub use engine::{Engine, EngineConfig, ShutdownReport};

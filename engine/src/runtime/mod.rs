@@ -7,9 +7,11 @@
 //! `--cfg madsim`. Rules and drivers never name either.
 
 mod clock;
+mod fixed_rate;
 mod shutdown;
 mod spawner;
 
 pub use clock::{Clock, MonotonicClock, SharedClock, SystemClock};
+pub use fixed_rate::FixedRate;
 pub use shutdown::{Shutdown, ShutdownSignal};
 pub use spawner::{SharedSpawner, Spawner, TaskHandle, TokioSpawner};

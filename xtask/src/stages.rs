@@ -1,0 +1,69 @@
+//! The stages of `cargo xtask ci`, each timed, and the helpers to run commands.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::{cargo, ensure, format_duration};
+
+pub fn workspace_root() -> Result<PathBuf> {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().map(PathBuf::from).context("xtask has no parent directory")
+}
+
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {}", describe(cmd));
+    let status = cmd.status().with_context(|| format!("starting {}", describe(cmd)))?;
+    ensure(status.success(), &describe(cmd))
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut text = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    text
+}
+
+struct Stage {
+    name: &'static str,
+    seconds: f64,
+}
+
+/// Everything CI checks, in order, failing fast; prints each stage's time.
+#[allow(clippy::disallowed_methods)] // xtask times real stages with the wall clock
+pub fn ci() -> Result<()> {
+    let mut done: Vec<Stage> = Vec::new();
+    let total = Instant::now();
+    let stages: Vec<(&'static str, Command)> = vec![
+        ("fmt", cargo(&["fmt", "--all", "--check"])),
+        ("clippy", {
+            let mut cmd = cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
+            cmd.env("RUSTFLAGS", "");
+            cmd
+        }),
+        ("test", {
+            let mut cmd = cargo(&["test", "--workspace", "--locked"]);
+            cmd.env("INSTA_UPDATE", "no").env("CI", std::env::var("CI").unwrap_or_else(|_| "true".to_owned()));
+            cmd
+        }),
+    ];
+    for (name, mut cmd) in stages {
+        eprintln!("==> stage {name}");
+        let started = Instant::now();
+        let result = run_cmd(&mut cmd);
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!("==> stage {name}: {}", format_duration(started.elapsed()));
+        done.push(Stage { name, seconds });
+        result?;
+    }
+    eprintln!("==> stage times");
+    for stage in &done {
+        eprintln!("    {:<10} {:>8.1}s", stage.name, stage.seconds);
+    }
+    eprintln!("    {:<10} {:>8}", "total", format_duration(total.elapsed()));
+    Ok(())
+}
