@@ -2,7 +2,33 @@
 //! store's scan query must return every workspace this accepts (tests compare
 //! the two), and this must accept every workspace a rule or the reminder check
 //! would act on (never stricter than §4).
+//!
+//! The arms, over the workspace, its owner, template, latest build and job
+//! (common: not deleted, owner not the prebuilds user, a latest build exists):
+//! - **A** transition start, job not failed, not dormant, and owner suspended
+//!   or `deadline <= tick_at`;
+//! - **B** transition stop, job not failed, not dormant, owner active,
+//!   `autostart` set (any text), `next_start_at` unset or `<= tick_at`;
+//! - **C** not dormant, `time_til_dormant > 0`,
+//!   `last_used_at + time_til_dormant < tick_at`;
+//! - **D** dormant, `deleting_at` set, `time_til_dormant_autodelete > 0`,
+//!   `deleting_at < tick_at`;
+//! - **E** `failure_ttl > 0`, job failed, transition start or stop,
+//!   `completed_at` set and `completed_at + failure_ttl < tick_at`;
+//! - **F** notify > 0, transition start, job succeeded, and the deadline or
+//!   the max deadline in `(tick_at, tick_at + notify]` and distinct from the
+//!   marker (SQL: `IS DISTINCT FROM`, an unset marker differs from any instant).
+//!
+//! What the scan must cover (§3, §10.4): every `Build`, `Mark` and
+//! `Reminder::Remind` that `evaluate` returns, and the 4c `next_start_at`
+//! write of a workspace rule 2 could start (stopped, job not failed, not
+//! dormant, owner active): arm B admits those with `next_start_at` unset.
+//! 4c's write on other workspaces (running, failed, suspended or dormant
+//! owner) happens only when another arm admits them; it is not needed there,
+//! since rule 2 cannot fire until a new build, whose insert sets
+//! `next_start_at` anyway.
 
+use crate::model::{JobStatus, Transition, UserStatus};
 use crate::rules::lifecycle::LifecycleView;
 use crate::time::Timestamp;
 
@@ -25,8 +51,66 @@ pub enum Arm {
 
 /// The arms that admit `view` at `tick_at` (empty: not a candidate).
 pub fn candidate_arms(view: &LifecycleView, tick_at: Timestamp) -> Vec<Arm> {
-    let _ = (view, tick_at);
-    todo!()
+    let workspace = &view.workspace;
+    let template = &view.template;
+    let Some(latest) = view.latest.as_ref() else {
+        return Vec::new();
+    };
+    if workspace.deleted || workspace.is_prebuild() {
+        return Vec::new();
+    }
+    let build = &latest.build;
+    let status = latest.job.status;
+    let dormant = workspace.dormant_at.is_some();
+    let mut arms = Vec::new();
+
+    if build.transition == Transition::Start
+        && status != JobStatus::Failed
+        && !dormant
+        && (view.owner.status == UserStatus::Suspended || build.deadline.is_some_and(|deadline| deadline <= tick_at))
+    {
+        arms.push(Arm::Autostop);
+    }
+    if build.transition == Transition::Stop
+        && status != JobStatus::Failed
+        && !dormant
+        && view.owner.status == UserStatus::Active
+        && workspace.autostart.is_some()
+        && workspace.next_start_at.is_none_or(|next_start_at| next_start_at <= tick_at)
+    {
+        arms.push(Arm::Autostart);
+    }
+    if !dormant
+        && template.time_til_dormant.is_positive()
+        && workspace.last_used_at + template.time_til_dormant < tick_at
+    {
+        arms.push(Arm::Dormancy);
+    }
+    if dormant
+        && template.time_til_dormant_autodelete.is_positive()
+        && workspace.deleting_at.is_some_and(|deleting_at| deleting_at < tick_at)
+    {
+        arms.push(Arm::Autodelete);
+    }
+    if template.failure_ttl.is_positive()
+        && status == JobStatus::Failed
+        && matches!(build.transition, Transition::Start | Transition::Stop)
+        && latest.job.completed_at.is_some_and(|completed_at| completed_at + template.failure_ttl < tick_at)
+    {
+        arms.push(Arm::FailedStop);
+    }
+    let notify = template.autostop_notify;
+    let announced = |instant: Option<Timestamp>| {
+        instant.is_some_and(|at| tick_at < at && at <= tick_at + notify && build.notified_autostop_deadline != Some(at))
+    };
+    if notify.is_positive()
+        && build.transition == Transition::Start
+        && status == JobStatus::Succeeded
+        && (announced(build.deadline) || announced(build.max_deadline))
+    {
+        arms.push(Arm::Reminder);
+    }
+    arms
 }
 
 pub fn is_candidate(view: &LifecycleView, tick_at: Timestamp) -> bool {

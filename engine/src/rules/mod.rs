@@ -10,3 +10,6 @@ pub mod eligibility;
 pub mod lifecycle;
 pub mod reminder;
 pub mod schedule;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
