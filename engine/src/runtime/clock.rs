@@ -66,6 +66,11 @@ impl MonotonicClock {
         MonotonicClock { anchor, origin, skew_micros: AtomicI64::new(skew.as_micros()) }
     }
 
+    /// A clock reading the same true time as this one, with its own skew.
+    pub fn sibling(&self, skew: Span) -> MonotonicClock {
+        MonotonicClock::with_origin(self.anchor, self.origin, skew)
+    }
+
     pub fn skew(&self) -> Span {
         Span::from_micros(self.skew_micros.load(Ordering::SeqCst))
     }
