@@ -12,4 +12,6 @@ pub mod reminder;
 pub mod schedule;
 
 #[cfg(test)]
+mod catalogue;
+#[cfg(test)]
 pub(crate) mod fixtures;
