@@ -110,3 +110,116 @@ fn bump_interval(input: &BumpInput<'_>, now: Timestamp) -> Span {
         _ => bump,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Weekday, WeekdaySet};
+    use crate::rules::fixtures::{build, hours, mon, template, weekdays, workspace};
+
+    const USAGE: ActivitySource = ActivitySource::AgentUsage { sessions: 2 };
+
+    fn bump_of(workspace: &Workspace, template: &Template, latest: &BuildWithJob, now: Timestamp) -> BumpDecision {
+        activity_bump(&BumpInput { workspace, template, latest, source: USAGE }, now)
+    }
+
+    fn running(deadline: Timestamp, max: Option<Timestamp>) -> BuildWithJob {
+        let mut latest = build(Transition::Start, JobStatus::Succeeded, mon("08:00"));
+        latest.build.deadline = Some(deadline);
+        latest.build.max_deadline = max;
+        latest
+    }
+
+    #[test]
+    fn no_bump_unless_a_succeeded_start() {
+        let (workspace, template) = (workspace(), template());
+        for (transition, status) in [
+            (Transition::Stop, JobStatus::Succeeded),
+            (Transition::Start, JobStatus::Failed),
+            (Transition::Start, JobStatus::Running),
+            (Transition::Delete, JobStatus::Succeeded),
+        ] {
+            let mut latest = running(mon("12:00"), None);
+            latest.build.transition = transition;
+            latest.job.status = status;
+            assert_eq!(bump_of(&workspace, &template, &latest, mon("11:30")), BumpDecision::Skip(BumpSkip::NotRunning));
+        }
+    }
+
+    #[test]
+    fn bump_capped_at_a_max_it_already_reached_is_no_change() {
+        let latest = running(mon("12:00"), Some(mon("12:00")));
+        assert_eq!(bump_of(&workspace(), &template(), &latest, mon("11:30")), BumpDecision::Skip(BumpSkip::NoChange));
+        // A deadline already past a (corrupt) earlier max is never shortened.
+        let latest = running(mon("12:00"), Some(mon("11:00")));
+        assert_eq!(bump_of(&workspace(), &template(), &latest, mon("11:30")), BumpDecision::Skip(BumpSkip::NoChange));
+    }
+
+    #[test]
+    fn autostart_exception_only_inside_the_window() {
+        let mut workspace = workspace();
+        workspace.autostart = Some("CRON_TZ=UTC 0 9 * * *".into());
+        let template = template();
+        let latest = running(mon("08:30"), None);
+        // N = 09:00 exactly now + b: outside the window, a plain bump.
+        assert_eq!(
+            bump_of(&workspace, &template, &latest, mon("08:00")),
+            BumpDecision::Bump { deadline: mon("09:00") }
+        );
+        // Inside: from N with the ttl.
+        assert_eq!(
+            bump_of(&workspace, &template, &latest, mon("08:01")),
+            BumpDecision::Bump { deadline: mon("17:00") }
+        );
+    }
+
+    #[test]
+    fn autostart_exception_needs_an_allowed_day() {
+        let mut workspace = workspace();
+        workspace.autostart = Some("CRON_TZ=UTC 0 9 * * *".into());
+        let mut template = template();
+        template.autostart_days = weekdays(&[Weekday::Tue]);
+        let latest = running(mon("08:30"), None);
+        assert_eq!(
+            bump_of(&workspace, &template, &latest, mon("08:10")),
+            BumpDecision::Bump { deadline: mon("09:10") }
+        );
+        template.autostart_days = WeekdaySet::EMPTY;
+        assert_eq!(
+            bump_of(&workspace, &template, &latest, mon("08:10")),
+            BumpDecision::Bump { deadline: mon("09:10") }
+        );
+        // An invalid schedule: a plain bump.
+        template.autostart_days = WeekdaySet::ALL;
+        workspace.autostart = Some("CRON_TZ=Mars/Base 0 9 * * *".into());
+        assert_eq!(
+            bump_of(&workspace, &template, &latest, mon("08:10")),
+            BumpDecision::Bump { deadline: mon("09:10") }
+        );
+    }
+
+    #[test]
+    fn autostart_exception_with_no_ttl_counts_the_time_to_autostart() {
+        let mut workspace = workspace();
+        workspace.autostart = Some("CRON_TZ=UTC 0 9 * * *".into());
+        workspace.ttl = None;
+        let latest = running(mon("08:30"), None);
+        // I = 50m: due (08:30 - 47m30s < 08:10), new = max(08:30, 09:00).
+        assert_eq!(
+            bump_of(&workspace, &template(), &latest, mon("08:10")),
+            BumpDecision::Bump { deadline: mon("09:00") }
+        );
+        // A corrupt negative ttl making I negative: no bump.
+        workspace.ttl = Some(-hours(2));
+        assert_eq!(bump_of(&workspace, &template(), &latest, mon("08:10")), BumpDecision::Skip(BumpSkip::BumpDisabled));
+    }
+
+    #[test]
+    fn bump_from_other_sources() {
+        let latest = running(mon("12:00"), None);
+        for source in [ActivitySource::ChatHeartbeat, ActivitySource::AppStatus] {
+            let input = BumpInput { workspace: &workspace(), template: &template(), latest: &latest, source };
+            assert_eq!(activity_bump(&input, mon("11:30")), BumpDecision::Bump { deadline: mon("12:30") });
+        }
+    }
+}

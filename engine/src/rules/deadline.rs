@@ -249,3 +249,203 @@ pub fn deadlines_after_requirement_change(build: &Build, recomputed: Option<Time
     let deadline = Some(build.deadline.map_or(max, |deadline| deadline.min(max)));
     Deadlines { deadline, max_deadline: Some(max) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::PREBUILDS_USER_ID;
+    use crate::model::WeekdaySet;
+    use crate::rules::fixtures::{build, hours, mon, template, ts, weekdays, workspace};
+
+    fn every_day(weeks: u8) -> AutostopRequirement {
+        AutostopRequirement { days: WeekdaySet::ALL, weeks }
+    }
+
+    fn quiet(text: &str) -> CronSchedule {
+        CronSchedule::parse_daily(text).unwrap()
+    }
+
+    fn complete(template: &Template, workspace: &Workspace, quiet_hours: &str, at: Timestamp) -> CompletionDeadlines {
+        deadlines_at_completion(&CompletionInput { template, workspace, quiet_hours, completed_at: at })
+    }
+
+    fn set(deadline: Option<Timestamp>, max_deadline: Option<Timestamp>) -> CompletionDeadlines {
+        CompletionDeadlines::Set(Deadlines { deadline, max_deadline })
+    }
+
+    #[test]
+    fn effective_ttl_reads_negative_as_none() {
+        let mut template = template();
+        let mut workspace = workspace();
+        assert_eq!(effective_ttl(&template, &workspace), hours(8));
+        workspace.ttl = Some(-hours(1));
+        assert_eq!(effective_ttl(&template, &workspace), Span::ZERO);
+        workspace.ttl = None;
+        assert_eq!(effective_ttl(&template, &workspace), Span::ZERO);
+        template.allow_user_autostop = false;
+        template.default_ttl = -hours(3);
+        assert_eq!(effective_ttl(&template, &workspace), Span::ZERO);
+        template.default_ttl = hours(3);
+        assert_eq!(effective_ttl(&template, &workspace), hours(3));
+    }
+
+    #[test]
+    fn completion_of_a_prebuild_sets_nothing() {
+        let mut workspace = workspace();
+        workspace.owner_id = PREBUILDS_USER_ID;
+        assert_eq!(complete(&template(), &workspace, "", mon("10:00")), set(None, None));
+    }
+
+    #[test]
+    fn completion_autostart_adjustment_takes_one_step_on_an_allowed_day() {
+        let mut template = template();
+        let mut workspace = workspace();
+        workspace.ttl = Some(hours(12));
+        workspace.autostart = Some("CRON_TZ=UTC 0 9 * * *".into());
+        // Tuesday's 09:00 is the one step; Tuesday disallowed: no adjustment,
+        // even though Wednesday's is allowed.
+        template.autostart_days = weekdays(&[Weekday::Wed]);
+        assert_eq!(complete(&template, &workspace, "", mon("21:45")), set(Some(ts("2026-01-06T09:45:00Z")), None));
+        // Deadline not past the autostart: unchanged.
+        template.autostart_days = WeekdaySet::ALL;
+        workspace.ttl = Some(hours(8));
+        assert_eq!(complete(&template, &workspace, "", mon("21:45")), set(Some(ts("2026-01-06T05:45:00Z")), None));
+        // An invalid schedule: no adjustment, no error here.
+        workspace.ttl = Some(hours(12));
+        workspace.autostart = Some("not a cron".into());
+        assert_eq!(complete(&template, &workspace, "", mon("21:45")), set(Some(ts("2026-01-06T09:45:00Z")), None));
+    }
+
+    #[test]
+    fn completion_with_invalid_quiet_hours_uses_the_default() {
+        let mut template = template();
+        template.autostop_requirement = every_day(1);
+        let workspace = workspace();
+        let expected = set(Some(mon("18:00")), Some(ts("2026-01-06T00:00:00Z")));
+        for quiet_hours in ["", "  ", "CRON_TZ=Nowhere 0 0 * * *", "0 0 * * 1"] {
+            assert_eq!(complete(&template, &workspace, quiet_hours, mon("10:00")), expected, "{quiet_hours:?}");
+        }
+        // No ttl: the deadline is the max.
+        let mut no_ttl = workspace.clone();
+        no_ttl.ttl = None;
+        let expected = set(Some(ts("2026-01-06T00:00:00Z")), Some(ts("2026-01-06T00:00:00Z")));
+        assert_eq!(complete(&template, &no_ttl, "", mon("10:00")), expected);
+    }
+
+    #[test]
+    fn max_deadline_in_the_quiet_hours_zone() {
+        // Quiet hours 01:00 in New York (-05:00 in January); done Mon 10:00 UTC
+        // (05:00 local): tomorrow's 01:00 local is Tue 06:00 UTC.
+        let quiet = quiet("CRON_TZ=America/New_York 0 1 * * *");
+        assert_eq!(max_deadline(&every_day(1), &quiet, mon("10:00")), Some(ts("2026-01-06T06:00:00Z")));
+        // Done 23:30 local: tomorrow's 01:00 is only 1h30 away, past the 2h
+        // leeway: the day after.
+        let late = ts("2026-01-06T04:30:00Z");
+        assert_eq!(max_deadline(&every_day(1), &quiet, late), Some(ts("2026-01-07T06:00:00Z")));
+    }
+
+    #[test]
+    fn max_deadline_without_days_is_none_and_zero_weeks_is_one() {
+        let quiet = quiet("CRON_TZ=UTC 0 0 * * *");
+        assert_eq!(max_deadline(&AutostopRequirement::default(), &quiet, mon("10:00")), None);
+        assert_eq!(
+            max_deadline(&every_day(0), &quiet, mon("10:00")),
+            max_deadline(&every_day(1), &quiet, mon("10:00"))
+        );
+    }
+
+    #[test]
+    fn max_deadline_weeks_counted_before_the_epoch() {
+        // Wed 2022-12-28 is in week -1 of the 2023-01-02 epoch: the next even
+        // week starts on the epoch itself.
+        let quiet = quiet("CRON_TZ=UTC 0 0 * * *");
+        assert_eq!(max_deadline(&every_day(2), &quiet, ts("2022-12-28T10:00:00Z")), Some(ts("2023-01-02T00:00:00Z")));
+        // Three-weekly, from Mon 2026-01-05 (week 157): week 159 = 2026-01-19.
+        assert_eq!(max_deadline(&every_day(3), &quiet, mon("10:00")), Some(ts("2026-01-19T00:00:00Z")));
+    }
+
+    #[test]
+    fn max_deadline_weeks_count_calendar_days_across_dst() {
+        // Chicago midnight quiet hours, every day, every 3 weeks. Mon 2026-03-09
+        // is day 1162 after the epoch by date (week 166, 166 mod 3 = 1: go to
+        // week 168, Mon 2026-03-23). Counted in 24h spans from the epoch's CST
+        // midnight, CDT midnight of 2026-03-09 is an hour short of day 1162:
+        // week 165, a multiple of 3, and the max would wrongly be 2026-03-10.
+        let quiet = quiet("CRON_TZ=America/Chicago 0 0 * * *");
+        let done = ts("2026-03-09T15:00:00Z"); // 10:00 CDT
+        assert_eq!(max_deadline(&every_day(3), &quiet, done), Some(ts("2026-03-23T05:00:00Z")));
+        // Every 2 weeks, week 166 applies: tomorrow's midnight (CDT).
+        assert_eq!(max_deadline(&every_day(2), &quiet, done), Some(ts("2026-03-10T05:00:00Z")));
+    }
+
+    #[test]
+    fn max_deadline_when_midnight_falls_in_a_gap() {
+        // Chile moves 00:00 -> 01:00 on Sun 2026-09-06: that day starts at
+        // 01:00 -03 (04:00 UTC), and midnight quiet hours fire then.
+        let quiet = quiet("CRON_TZ=America/Santiago 0 0 * * *");
+        assert_eq!(
+            start_of_day(quiet.zone(), NaiveDate::from_ymd_opt(2026, 9, 6).unwrap()),
+            Some(ts("2026-09-06T04:00:00Z"))
+        );
+        // Done Sat 10:00 local (-04): the next requirement midnight is Sunday's.
+        assert_eq!(max_deadline(&every_day(1), &quiet, ts("2026-09-05T14:00:00Z")), Some(ts("2026-09-06T04:00:00Z")));
+    }
+
+    #[test]
+    fn max_deadline_on_absurd_instants_is_none_or_an_instant() {
+        let quiet = quiet("CRON_TZ=UTC 0 0 * * *");
+        for at in [i64::MIN, i64::MIN / 2, -1, i64::MAX / 2, i64::MAX] {
+            let at = Timestamp::from_micros(at);
+            let max = max_deadline(&every_day(16), &quiet, at);
+            assert!(max.is_none_or(|max| max > at), "{at}: {max:?}");
+        }
+    }
+
+    #[test]
+    fn extend_refusals() {
+        let mut start = build(Transition::Start, JobStatus::Succeeded, mon("09:00"));
+        assert_eq!(extend(&start, mon("18:00"), mon("10:00")), ExtendDecision::Refused(ExtendRefusal::NoDeadline));
+        start.build.deadline = Some(mon("17:00"));
+        start.build.max_deadline = Some(mon("19:00"));
+        assert_eq!(extend(&start, mon("10:29"), mon("10:00")), ExtendDecision::Set { deadline: mon("10:29") });
+        assert_eq!(extend(&start, mon("19:00"), mon("10:00")), ExtendDecision::Set { deadline: mon("19:00") });
+        assert_eq!(extend(&start, mon("19:01"), mon("10:00")), ExtendDecision::Refused(ExtendRefusal::PastMaxDeadline));
+        assert_eq!(extend(&start, mon("10:28"), mon("10:00")), ExtendDecision::Refused(ExtendRefusal::TooSoon));
+        let stop = build(Transition::Stop, JobStatus::Succeeded, mon("09:00"));
+        assert_eq!(extend(&stop, mon("18:00"), mon("10:00")), ExtendDecision::Refused(ExtendRefusal::NotRunning));
+        let mut failed = start.clone();
+        failed.job.status = JobStatus::Failed;
+        assert_eq!(extend(&failed, mon("18:00"), mon("10:00")), ExtendDecision::Refused(ExtendRefusal::NotRunning));
+    }
+
+    #[test]
+    fn requirement_change_caps_floors_and_keeps() {
+        let now = mon("12:00");
+        let mut start = build(Transition::Start, JobStatus::Succeeded, mon("09:00")).build;
+        start.deadline = Some(mon("17:00"));
+        // Recomputed max later than the deadline: the deadline stays.
+        let later = deadlines_after_requirement_change(&start, Some(mon("20:00")), now);
+        assert_eq!(later, Deadlines { deadline: Some(mon("17:00")), max_deadline: Some(mon("20:00")) });
+        // Earlier: the deadline is capped.
+        let earlier = deadlines_after_requirement_change(&start, Some(mon("15:00")), now);
+        assert_eq!(earlier, Deadlines { deadline: Some(mon("15:00")), max_deadline: Some(mon("15:00")) });
+        // Before now + 2h: floored at now + 2h.
+        let floored = deadlines_after_requirement_change(&start, Some(mon("12:30")), now);
+        assert_eq!(floored, Deadlines { deadline: Some(mon("14:00")), max_deadline: Some(mon("14:00")) });
+        // ... unless the build's max was already before now + 2h: kept.
+        start.max_deadline = Some(mon("13:00"));
+        start.deadline = Some(mon("13:00"));
+        let kept = deadlines_after_requirement_change(&start, Some(mon("12:30")), now);
+        assert_eq!(kept, Deadlines { deadline: Some(mon("13:00")), max_deadline: Some(mon("13:00")) });
+        // No deadline: set to the max.
+        start.deadline = None;
+        start.max_deadline = None;
+        let unset = deadlines_after_requirement_change(&start, Some(mon("20:00")), now);
+        assert_eq!(unset, Deadlines { deadline: Some(mon("20:00")), max_deadline: Some(mon("20:00")) });
+        // No requirement any more: no max, the deadline stays.
+        start.deadline = Some(mon("17:00"));
+        start.max_deadline = Some(mon("20:00"));
+        let none = deadlines_after_requirement_change(&start, None, now);
+        assert_eq!(none, Deadlines { deadline: Some(mon("17:00")), max_deadline: None });
+    }
+}

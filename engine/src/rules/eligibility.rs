@@ -116,3 +116,84 @@ pub fn candidate_arms(view: &LifecycleView, tick_at: Timestamp) -> Vec<Arm> {
 pub fn is_candidate(view: &LifecycleView, tick_at: Timestamp) -> bool {
     !candidate_arms(view, tick_at).is_empty()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::PREBUILDS_USER_ID;
+    use crate::model::JobStatus;
+    use crate::rules::fixtures::{build, days, mins, mon, running, stopped, view, ViewExt};
+
+    #[test]
+    fn arm_a_autostop_inclusive_deadline_or_suspended_owner() {
+        let mut v = running(mon("08:00"), Some(mon("17:00")));
+        assert_eq!(candidate_arms(&v, mon("16:59")), vec![]);
+        assert_eq!(candidate_arms(&v, mon("17:00")), vec![Arm::Autostop]);
+        v.latest_mut().build.deadline = None;
+        v.owner.status = UserStatus::Suspended;
+        assert_eq!(candidate_arms(&v, mon("10:00")), vec![Arm::Autostop]);
+        v.latest_mut().job.status = JobStatus::Failed;
+        assert_eq!(candidate_arms(&v, mon("10:00")), vec![]);
+    }
+
+    #[test]
+    fn arm_b_autostart_any_text_unset_or_due() {
+        let mut v = stopped(mon("08:00"));
+        v.workspace.autostart = Some("not even a cron".into());
+        assert_eq!(candidate_arms(&v, mon("08:01")), vec![Arm::Autostart]);
+        v.workspace.next_start_at = Some(mon("09:00"));
+        assert_eq!(candidate_arms(&v, mon("08:59")), vec![]);
+        assert_eq!(candidate_arms(&v, mon("09:00")), vec![Arm::Autostart]);
+        v.owner.status = UserStatus::Dormant;
+        assert_eq!(candidate_arms(&v, mon("09:00")), vec![]);
+    }
+
+    #[test]
+    fn arms_c_d_e_strict_after_their_spans() {
+        let mut v = stopped(mon("08:00"));
+        v.template.time_til_dormant = days(1);
+        v.workspace.last_used_at = mon("08:00");
+        assert_eq!(candidate_arms(&v, mon("08:00") + days(1)), vec![]);
+        assert_eq!(candidate_arms(&v, mon("08:01") + days(1)), vec![Arm::Dormancy]);
+
+        v.workspace.dormant_at = Some(mon("08:00"));
+        v.workspace.deleting_at = Some(mon("09:00"));
+        v.template.time_til_dormant_autodelete = mins(60);
+        assert_eq!(candidate_arms(&v, mon("09:00")), vec![]);
+        assert_eq!(candidate_arms(&v, mon("09:01")), vec![Arm::Autodelete]);
+
+        let mut f = view(Some(build(Transition::Start, JobStatus::Failed, mon("10:00"))));
+        f.template.failure_ttl = mins(1);
+        assert_eq!(candidate_arms(&f, mon("10:01")), vec![]);
+        assert_eq!(candidate_arms(&f, mon("10:02")), vec![Arm::FailedStop]);
+        f.latest_mut().build.transition = Transition::Delete;
+        assert_eq!(candidate_arms(&f, mon("10:02")), vec![]);
+    }
+
+    #[test]
+    fn arm_f_reminder_window_and_marker() {
+        let mut v = running(mon("08:00"), Some(mon("17:00")));
+        v.template.autostop_notify = mins(30);
+        assert_eq!(candidate_arms(&v, mon("16:29")), vec![]);
+        assert_eq!(candidate_arms(&v, mon("16:30")), vec![Arm::Reminder]);
+        v.latest_mut().build.notified_autostop_deadline = Some(mon("17:00"));
+        assert_eq!(candidate_arms(&v, mon("16:30")), vec![]);
+        // The max deadline in the window, distinct from the marker.
+        v.latest_mut().build.max_deadline = Some(mon("16:50"));
+        assert_eq!(candidate_arms(&v, mon("16:30")), vec![Arm::Reminder]);
+    }
+
+    #[test]
+    fn common_conditions() {
+        let mut v = running(mon("08:00"), Some(mon("09:00")));
+        assert!(is_candidate(&v, mon("09:00")));
+        v.workspace.deleted = true;
+        assert!(!is_candidate(&v, mon("09:00")));
+        v.workspace.deleted = false;
+        v.workspace.owner_id = PREBUILDS_USER_ID;
+        assert!(!is_candidate(&v, mon("09:00")));
+        v.workspace.owner_id = v.owner.id;
+        v.latest = None;
+        assert!(!is_candidate(&v, mon("09:00")));
+    }
+}

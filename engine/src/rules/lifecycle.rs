@@ -310,3 +310,171 @@ pub fn deleting_at_after_autodelete_change(workspace: &Workspace, autodelete: Sp
     let dormant_at = workspace.dormant_at?;
     autodelete.is_positive().then(|| dormant_at + autodelete)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::fixtures::{build, days, mon, running, stopped, version, view, ViewExt, V1, V2};
+
+    fn eval(view: &LifecycleView, tick_at: Timestamp) -> LifecycleOutcome {
+        evaluate(view, tick_at, tick_at)
+    }
+
+    fn nothing() -> Action {
+        Action::Reminder(ReminderDecision::None(NoReminder::NotifyOff))
+    }
+
+    #[test]
+    fn waiting_job_still_computes_next_start_at() {
+        let mut v = view(Some(build(Transition::Stop, JobStatus::Pending, mon("08:00"))));
+        v.workspace.autostart = Some("CRON_TZ=UTC 0 9 * * *".into());
+        let outcome = eval(&v, mon("08:01"));
+        assert_eq!(outcome.action, Action::Wait);
+        assert_eq!(outcome.next_start_at, Some(Some(mon("09:00"))));
+        for status in [JobStatus::Running, JobStatus::Canceling] {
+            v.latest_mut().job.status = status;
+            assert_eq!(eval(&v, mon("08:01")).action, Action::Wait);
+        }
+    }
+
+    #[test]
+    fn no_latest_build_matches_no_rule() {
+        let mut v = view(None);
+        v.workspace.autostart = Some("CRON_TZ=UTC 0 9 * * *".into());
+        v.template.time_til_dormant = days(1);
+        v.workspace.last_used_at = mon("09:00") - days(3);
+        let outcome = eval(&v, mon("09:00"));
+        assert_eq!(outcome.action, nothing());
+        assert_eq!(outcome.next_start_at, Some(Some(mon("09:00") + days(1))));
+    }
+
+    #[test]
+    fn deleted_workspace_gets_nothing() {
+        let mut v = running(mon("08:00"), Some(mon("09:00")));
+        v.workspace.deleted = true;
+        v.workspace.autostart = Some("bad".into());
+        let outcome = eval(&v, mon("10:00"));
+        assert_eq!(outcome.action, Action::Reminder(ReminderDecision::None(NoReminder::NotRunning)));
+        assert_eq!((outcome.next_start_at, outcome.errors), (None, vec![]));
+    }
+
+    #[test]
+    fn next_start_at_not_computed_while_dormant_or_when_marking() {
+        let mut v = stopped(mon("08:00"));
+        v.workspace.autostart = Some("CRON_TZ=UTC 0 9 * * *".into());
+        v.workspace.dormant_at = Some(mon("07:00"));
+        assert_eq!(eval(&v, mon("08:01")).next_start_at, None);
+        v.workspace.dormant_at = None;
+        v.template.time_til_dormant = days(1);
+        v.workspace.last_used_at = mon("08:00") - days(2);
+        let outcome = eval(&v, mon("08:01"));
+        assert!(matches!(outcome.action, Action::Mark(_)));
+        assert_eq!(outcome.next_start_at, None);
+    }
+
+    #[test]
+    fn dormancy_of_a_failed_start_stops_it_and_of_a_delete_only_marks() {
+        let mut v = view(Some(build(Transition::Start, JobStatus::Failed, mon("08:00"))));
+        v.template.time_til_dormant = days(1);
+        v.template.time_til_dormant_autodelete = days(2);
+        v.workspace.last_used_at = mon("08:00") - days(2);
+        let mark = DormancyMark { dormant_at: mon("08:01"), deleting_at: Some(mon("08:01") + days(2)) };
+        match eval(&v, mon("08:01")).action {
+            Action::Build { build, mark: Some(got) } => {
+                assert_eq!((build.transition, build.reason), (Transition::Stop, BuildReason::Dormancy));
+                assert_eq!(got, mark);
+            }
+            other => panic!("expected a dormancy stop, got {other:?}"),
+        }
+        v.latest = Some(build(Transition::Delete, JobStatus::Failed, mon("08:00")));
+        assert_eq!(eval(&v, mon("08:01")).action, Action::Mark(mark));
+        // A canceled start is not failed: still a dormancy stop (rule 1 needs a deadline).
+        v.latest = Some(build(Transition::Start, JobStatus::Canceled, mon("08:00")));
+        assert!(matches!(eval(&v, mon("08:01")).action, Action::Build { mark: Some(_), .. }));
+    }
+
+    #[test]
+    fn rules_1_3_4_5_rebuild_the_latest_version_and_parameters() {
+        let mut v = running(mon("08:00"), Some(mon("09:00")));
+        v.template.active_version_id = V2;
+        v.workspace.automatic_updates = AutomaticUpdates::Always;
+        v.latest_mut().build.parameters = Parameters::from([("cpu".into(), "4".into())]);
+        match eval(&v, mon("09:00")).action {
+            Action::Build { build, .. } => {
+                assert_eq!(build.version_id, V1);
+                assert_eq!(build.parameters, Parameters::from([("cpu".into(), "4".into())]));
+                assert_eq!(build.auto_update, None);
+            }
+            other => panic!("expected autostop, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn canceled_delete_is_retried_without_delay() {
+        let mut v = view(Some(build(Transition::Delete, JobStatus::Canceled, mon("08:00"))));
+        v.template.time_til_dormant_autodelete = days(1);
+        v.workspace.dormant_at = Some(mon("08:00") - days(3));
+        v.workspace.deleting_at = Some(mon("08:00") - days(2));
+        match eval(&v, mon("08:01")).action {
+            Action::Build { build, mark: None } => {
+                assert_eq!((build.transition, build.reason), (Transition::Delete, BuildReason::Autodelete))
+            }
+            other => panic!("expected autodelete, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn autostart_to_an_active_version_without_specs_carries_parameters() {
+        let mut v = stopped(mon("08:00"));
+        v.workspace.autostart = Some("CRON_TZ=UTC 0 9 * * *".into());
+        v.workspace.next_start_at = Some(mon("09:00"));
+        v.workspace.automatic_updates = AutomaticUpdates::Always;
+        v.template.active_version_id = V2;
+        v.active_version = None;
+        v.latest_mut().build.parameters = Parameters::from([("cpu".into(), "4".into())]);
+        match eval(&v, mon("09:00")).action {
+            Action::Build { build, .. } => {
+                assert_eq!(build.version_id, V2);
+                assert_eq!(build.auto_update, Some((V1, V2)));
+                assert_eq!(build.parameters, Parameters::from([("cpu".into(), "4".into())]));
+            }
+            other => panic!("expected autostart, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn build_invalid_falls_through_to_dormancy() {
+        let mut v = stopped(mon("08:00"));
+        v.workspace.autostart = Some("CRON_TZ=UTC 0 9 * * *".into());
+        v.workspace.next_start_at = Some(mon("09:00"));
+        v.workspace.automatic_updates = AutomaticUpdates::Always;
+        v.template.active_version_id = V2;
+        v.active_version = Some(version(V2, &[("cpu", true, None)]));
+        v.template.time_til_dormant = days(1);
+        v.workspace.last_used_at = mon("09:00") - days(2);
+        let outcome = eval(&v, mon("09:00"));
+        assert_eq!(outcome.errors, vec![RuleError::BuildInvalid { parameter: "cpu".into() }]);
+        assert!(matches!(outcome.action, Action::Mark(_)));
+    }
+
+    #[test]
+    fn failed_stop_is_not_autostarted() {
+        let mut v = view(Some(build(Transition::Stop, JobStatus::Failed, mon("08:00"))));
+        v.workspace.autostart = Some("CRON_TZ=UTC 0 9 * * *".into());
+        v.workspace.next_start_at = Some(mon("09:00"));
+        assert_eq!(eval(&v, mon("09:00")).action, nothing());
+    }
+
+    #[test]
+    fn next_start_at_after_build_needs_a_valid_schedule() {
+        let v = stopped(mon("08:00"));
+        let mut workspace = v.workspace.clone();
+        assert_eq!(next_start_at_after_build(&workspace, &v.template, mon("08:00")), None);
+        workspace.autostart = Some("0 9 * * 8".into());
+        assert_eq!(next_start_at_after_build(&workspace, &v.template, mon("08:00")), None);
+        workspace.autostart = Some("0 9 * * *".into());
+        assert_eq!(next_start_at_after_build(&workspace, &v.template, mon("08:00")), Some(mon("09:00")));
+        workspace.owner_id = crate::ids::PREBUILDS_USER_ID;
+        assert_eq!(next_start_at_after_build(&workspace, &v.template, mon("08:00")), None);
+    }
+}

@@ -96,3 +96,127 @@ fn owner_is_active(workspace: &Workspace, template: &Template, tick_at: Timestam
     let active_within: Span = REMINDER_ACTIVE_OWNER_MAX.min(bump.mul_ratio(1, 2));
     tick_at.since(workspace.last_used_at) < active_within
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::fixtures::{build, hours, mins, mon, template, user, workspace};
+
+    struct World {
+        workspace: Workspace,
+        owner: User,
+        template: Template,
+        latest: Option<BuildWithJob>,
+        has_live_chat: bool,
+    }
+
+    /// Running, deadline 17:00, notify 30m, owner idle since the day before.
+    fn world() -> World {
+        let mut latest = build(Transition::Start, JobStatus::Succeeded, mon("09:00"));
+        latest.build.deadline = Some(mon("17:00"));
+        let mut template = template();
+        template.autostop_notify = mins(30);
+        World { workspace: workspace(), owner: user(), template, latest: Some(latest), has_live_chat: false }
+    }
+
+    fn decide(world: &World, tick_at: Timestamp) -> ReminderDecision {
+        let input = ReminderInput {
+            workspace: &world.workspace,
+            owner: &world.owner,
+            template: &world.template,
+            latest: world.latest.as_ref(),
+            has_live_chat: world.has_live_chat,
+        };
+        reminder(&input, tick_at)
+    }
+
+    fn latest(world: &mut World) -> &mut BuildWithJob {
+        world.latest.as_mut().unwrap()
+    }
+
+    fn remind(stop_at: Timestamp) -> ReminderDecision {
+        ReminderDecision::Remind { stop_at, notify: true }
+    }
+
+    #[test]
+    fn window_is_open_at_the_start_and_closed_at_the_end() {
+        let world = world();
+        assert_eq!(decide(&world, mon("16:29")), ReminderDecision::None(NoReminder::OutsideWindow));
+        assert_eq!(decide(&world, mon("16:30")), remind(mon("17:00")));
+        assert_eq!(decide(&world, mon("16:59")), remind(mon("17:00")));
+        // S = tick_at: the stop is due, not a reminder.
+        assert_eq!(decide(&world, mon("17:00")), ReminderDecision::None(NoReminder::OutsideWindow));
+    }
+
+    #[test]
+    fn no_reminder_cases() {
+        let mut w = world();
+        w.template.autostop_notify = Span::ZERO;
+        assert_eq!(decide(&w, mon("16:30")), ReminderDecision::None(NoReminder::NotifyOff));
+        let mut w = world();
+        w.latest = None;
+        assert_eq!(decide(&w, mon("16:30")), ReminderDecision::None(NoReminder::NotRunning));
+        let mut w = world();
+        latest(&mut w).build.transition = Transition::Stop;
+        assert_eq!(decide(&w, mon("16:30")), ReminderDecision::None(NoReminder::NotRunning));
+        let mut w = world();
+        latest(&mut w).job.status = JobStatus::Failed;
+        assert_eq!(decide(&w, mon("16:30")), ReminderDecision::None(NoReminder::NotRunning));
+        let mut w = world();
+        latest(&mut w).build.deadline = None;
+        latest(&mut w).build.max_deadline = Some(mon("17:00"));
+        assert_eq!(decide(&w, mon("16:30")), ReminderDecision::None(NoReminder::NoStop));
+        let mut w = world();
+        w.workspace.dormant_at = Some(mon("10:00"));
+        assert_eq!(decide(&w, mon("16:30")), ReminderDecision::None(NoReminder::Dormant));
+        let mut w = world();
+        w.owner.status = UserStatus::Suspended;
+        assert_eq!(decide(&w, mon("16:30")), ReminderDecision::None(NoReminder::OwnerSuspended));
+        let mut w = world();
+        latest(&mut w).build.notified_autostop_deadline = Some(mon("17:00"));
+        assert_eq!(decide(&w, mon("16:30")), ReminderDecision::None(NoReminder::AlreadyReminded));
+    }
+
+    #[test]
+    fn dormant_user_status_is_still_reminded() {
+        let mut w = world();
+        w.owner.status = UserStatus::Dormant;
+        assert_eq!(decide(&w, mon("16:30")), remind(mon("17:00")));
+    }
+
+    #[test]
+    fn active_owner_hears_only_of_a_max_deadline_in_the_window() {
+        let mut w = world();
+        w.workspace.last_used_at = mon("16:25");
+        assert_eq!(decide(&w, mon("16:30")), ReminderDecision::None(NoReminder::OutsideWindow));
+        latest(&mut w).build.max_deadline = Some(mon("17:01"));
+        assert_eq!(decide(&w, mon("16:30")), ReminderDecision::None(NoReminder::OutsideWindow));
+        assert_eq!(decide(&w, mon("16:31")), remind(mon("17:01")));
+        // Idle again (15m): the deadline.
+        assert_eq!(decide(&w, mon("16:40")), remind(mon("17:00")));
+    }
+
+    #[test]
+    fn active_owner_threshold_is_half_a_short_bump() {
+        let mut w = world();
+        w.template.activity_bump = mins(20);
+        w.workspace.last_used_at = mon("16:21");
+        assert_eq!(decide(&w, mon("16:30")), ReminderDecision::None(NoReminder::OutsideWindow)); // 9m < 10m
+        assert_eq!(decide(&w, mon("16:31")), remind(mon("17:00"))); // exactly 10m: idle
+                                                                    // No activity bump: the owner never counts as active.
+        w.template.activity_bump = Span::ZERO;
+        w.workspace.last_used_at = mon("16:30");
+        assert_eq!(decide(&w, mon("16:30")), remind(mon("17:00")));
+        // A long bump: capped at 15m.
+        w.template.activity_bump = hours(4);
+        w.workspace.last_used_at = mon("16:15");
+        assert_eq!(decide(&w, mon("16:30")), remind(mon("17:00")));
+    }
+
+    #[test]
+    fn chat_bound_workspace_gets_the_marker_only() {
+        let mut w = world();
+        w.has_live_chat = true;
+        assert_eq!(decide(&w, mon("16:30")), ReminderDecision::Remind { stop_at: mon("17:00"), notify: false });
+    }
+}
