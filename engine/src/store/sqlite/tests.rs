@@ -1,0 +1,1 @@
+//! Unit tests of the SQLite store that need its internals.
