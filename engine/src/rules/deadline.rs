@@ -8,7 +8,7 @@ use crate::limits::{EXTEND_AHEAD_MIN, MAX_DEADLINE_BUFFER, MAX_DEADLINE_LEEWAY, 
 use crate::model::{
     AutostopRequirement, Build, BuildWithJob, JobStatus, Template, Transition, Weekday, Workspace, QUIET_HOURS_DEFAULT,
 };
-use crate::rules::schedule::CronSchedule;
+use crate::rules::schedule::{local_datetime, CronSchedule};
 use crate::time::{Span, Timestamp};
 
 /// §5.2 step 2 counts weeks from this Monday (the reference's epoch).
@@ -120,7 +120,7 @@ pub fn max_deadline(
     let zone = quiet_hours.zone();
     let leeway_at = completed_at + MAX_DEADLINE_LEEWAY;
     // 1. The local day of c + 2h.
-    let mut day = local_date(zone, leeway_at);
+    let mut day = local_datetime(zone, leeway_at)?.date();
     // 2. Every `weeks` weeks: the Monday of the next applicable week, weeks
     //    counted by calendar date from Monday 2023-01-02 (DST-safe).
     let weeks = i64::from(requirement.weeks_effective());
@@ -149,11 +149,6 @@ pub fn max_deadline(
     let one_hour_after = completed_at + Span::from_hours(1);
     let check = if start < one_hour_after { one_hour_after } else { start - MAX_DEADLINE_BUFFER };
     quiet_hours.next_after(check)
-}
-
-/// The calendar date of `at` in `zone`.
-fn local_date(zone: Tz, at: Timestamp) -> NaiveDate {
-    at.to_chrono().with_timezone(&zone).date_naive()
 }
 
 /// The first instant of `day` in `zone`: local midnight, the earlier one if it

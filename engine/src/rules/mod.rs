@@ -15,3 +15,5 @@ pub mod schedule;
 mod catalogue;
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod properties;

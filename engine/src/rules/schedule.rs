@@ -24,7 +24,7 @@
 
 use std::str::FromStr;
 
-use chrono::Datelike;
+use chrono::{Datelike, NaiveDateTime, Offset, TimeZone};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
@@ -118,10 +118,20 @@ impl CronSchedule {
         (next > at && next <= at + NEXT_AFTER_HORIZON).then_some(next)
     }
 
-    /// The weekday of `at` in the schedule's zone.
+    /// The weekday of `at` in the schedule's zone (in UTC at the very ends of
+    /// the representable range, where local time does not exist).
     pub fn weekday_of(&self, at: Timestamp) -> Weekday {
-        Weekday::from_chrono(at.to_chrono().with_timezone(&self.zone).weekday())
+        let local = local_datetime(self.zone, at).unwrap_or_else(|| at.to_chrono().naive_utc());
+        Weekday::from_chrono(local.weekday())
     }
+}
+
+/// The wall-clock time of `at` in `zone`; `None` where it leaves chrono's
+/// range (only instants within a day of its ends, from corrupt data).
+/// chrono's own `DateTime<Tz>` accessors panic there.
+pub(crate) fn local_datetime(zone: Tz, at: Timestamp) -> Option<NaiveDateTime> {
+    let utc = at.to_chrono().naive_utc();
+    utc.checked_add_offset(zone.offset_from_utc_datetime(&utc).fix())
 }
 
 /// `next_allowed_autostart(at)` of lifecycle.md §4 rule 2: the first activation
