@@ -107,8 +107,9 @@ fn quiet_hours_schedule(text: &str) -> Option<CronSchedule> {
 }
 
 /// §5.2: the max deadline for a build completed at `completed_at`; `None` when
-/// the requirement has no days (or, only on corrupt instants, when the calendar
-/// arithmetic leaves the representable range).
+/// the requirement has no days, and also when the chosen day does not exist in
+/// the zone (Pacific/Apia skipped 2011-12-30) or the calendar arithmetic leaves
+/// the representable range (corrupt instants).
 pub fn max_deadline(
     requirement: &AutostopRequirement,
     quiet_hours: &CronSchedule,

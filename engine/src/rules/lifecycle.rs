@@ -93,8 +93,9 @@ pub struct LifecycleOutcome {
 /// - a prebuild or deleted workspace: no rule, no reminder, no `next_start_at`
 ///   (action `Reminder(None(NotRunning))`, the no-op);
 /// - an invalid stored autostart is reported as `ScheduleInvalid` on every
-///   evaluation (4c and rule 2 both need it); rules 3-5 still run;
-/// - 4c is skipped while `dormant_at` is set (the dormancy mark unset
+///   evaluation (4c and rule 2 both need it) and 4c writes nothing; rules 3-5
+///   still run;
+/// - 4c is skipped while `dormant_at` is set (the dormancy mark unsets
 ///   `next_start_at`; a value computed while dormant would be long past, and
 ///   due at once, when the workspace is activated) and when this evaluation
 ///   marks the workspace dormant;
