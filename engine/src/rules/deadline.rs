@@ -389,11 +389,17 @@ mod tests {
 
     #[test]
     fn max_deadline_on_absurd_instants_is_none_or_an_instant() {
-        let quiet = quiet("CRON_TZ=UTC 0 0 * * *");
-        for at in [i64::MIN, i64::MIN / 2, -1, i64::MAX / 2, i64::MAX] {
-            let at = Timestamp::from_micros(at);
-            let max = max_deadline(&every_day(16), &quiet, at);
-            assert!(max.is_none_or(|max| max > at), "{at}: {max:?}");
+        // Found by the property test: local time past chrono's range (Berlin,
+        // year 262142) used to panic.
+        for zone in ["UTC", "Europe/Berlin", "America/Chicago"] {
+            let quiet = quiet(&format!("CRON_TZ={zone} 0 0 * * *"));
+            for at in [i64::MIN, i64::MIN / 2, -1, i64::MAX / 2, i64::MAX] {
+                let at = Timestamp::from_micros(at);
+                for weeks in [1, 16] {
+                    let max = max_deadline(&every_day(weeks), &quiet, at);
+                    assert!(max.is_none_or(|max| max > at), "{zone} {at}: {max:?}");
+                }
+            }
         }
     }
 

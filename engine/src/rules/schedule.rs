@@ -316,9 +316,15 @@ mod tests {
         let schedule = weekly("0 9 * * *");
         assert_eq!(schedule.next_after(Timestamp::from_micros(i64::MAX)), None);
         assert_eq!(schedule.next_after(Timestamp::from_micros(i64::MIN)), None);
-        // The weekday of a clamped instant is still an answer, not a panic.
-        let _ = schedule.weekday_of(Timestamp::from_micros(i64::MAX));
-        let _ = schedule.weekday_of(Timestamp::from_micros(i64::MIN));
+        // The weekday of an instant whose local time chrono cannot hold is
+        // still an answer (read in UTC), not a panic.
+        for zoned in [weekly("CRON_TZ=Europe/Berlin 0 9 * * *"), weekly("CRON_TZ=America/Chicago 0 9 * * *")] {
+            for at in [i64::MIN, i64::MAX] {
+                let at = Timestamp::from_micros(at);
+                assert_eq!(zoned.weekday_of(at), schedule.weekday_of(at));
+                assert_eq!(zoned.next_after(at), None);
+            }
+        }
     }
 
     #[test]
