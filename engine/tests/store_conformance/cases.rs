@@ -17,7 +17,7 @@ async fn start<H: Harness>() -> H {
     H::start(HarnessOptions::default()).await
 }
 
-/// 1. The snapshot is taken by the first statement (any statement, a
+/// Case 1: The snapshot is taken by the first statement (any statement, a
 /// try-lock too), not by `begin`.
 pub async fn c01_snapshot_is_taken_by_the_first_statement_not_by_begin<H: Harness>() {
     let h = start::<H>().await;
@@ -36,7 +36,7 @@ pub async fn c01_snapshot_is_taken_by_the_first_statement_not_by_begin<H: Harnes
     a.rollback().await.unwrap();
 }
 
-/// 2. Rereads within a transaction return the same rows: no later commit, no phantom.
+/// Case 2: Rereads within a transaction return the same rows: no later commit, no phantom.
 pub async fn c02_repeated_reads_see_neither_later_commits_nor_phantoms<H: Harness>() {
     let h = start::<H>().await;
     let mut w = seed(h.store(0), 2).await;
@@ -60,7 +60,7 @@ pub async fn c02_repeated_reads_see_neither_later_commits_nor_phantoms<H: Harnes
     c.rollback().await.unwrap();
 }
 
-/// 3. A transaction sees its own writes in later statements; an open other does not.
+/// Case 3: A transaction sees its own writes in later statements; an open other does not.
 pub async fn c03_own_writes_are_visible_to_later_statements_and_to_no_one_else<H: Harness>() {
     let h = start::<H>().await;
     let mut w = seed(h.store(0), 1).await;
@@ -84,7 +84,7 @@ pub async fn c03_own_writes_are_visible_to_later_statements_and_to_no_one_else<H
     b.commit().await.unwrap();
 }
 
-/// 4. No dirty reads: another transaction's open write is invisible.
+/// Case 4: No dirty reads: another transaction's open write is invisible.
 pub async fn c04_open_writes_of_others_are_not_visible<H: Harness>() {
     let h = start::<H>().await;
     let w = seed(h.store(0), 1).await;
@@ -96,7 +96,7 @@ pub async fn c04_open_writes_of_others_are_not_visible<H: Harness>() {
     a.commit().await.unwrap();
 }
 
-/// 5. First updater wins: an update of a row another transaction changed and
+/// Case 5: First updater wins: an update of a row another transaction changed and
 /// committed after the snapshot fails with 40001.
 pub async fn c05_first_updater_wins_update_fails_after_concurrent_commit<H: Harness>() {
     let h = start::<H>().await;
@@ -109,7 +109,7 @@ pub async fn c05_first_updater_wins_update_fails_after_concurrent_commit<H: Harn
     a.rollback().await.unwrap();
 }
 
-/// 6. `SELECT … FOR UPDATE` of a row changed after the snapshot fails with 40001.
+/// Case 6: `SELECT … FOR UPDATE` of a row changed after the snapshot fails with 40001.
 pub async fn c06_locking_a_row_changed_after_the_snapshot_fails<H: Harness>() {
     let h = start::<H>().await;
     let w = seed(h.store(0), 1).await;
@@ -126,7 +126,7 @@ pub async fn c06_locking_a_row_changed_after_the_snapshot_fails<H: Harness>() {
     c.commit().await.unwrap();
 }
 
-/// 7. An `UPDATE … WHERE` picks its rows by the snapshot, with no re-check:
+/// Case 7: An `UPDATE … WHERE` picks its rows by the snapshot, with no re-check:
 /// a row the snapshot saw as due but a commit changed fails with 40001; a row
 /// due only in the present is not touched.
 pub async fn c07_update_predicate_is_the_snapshot_s_without_recheck<H: Harness>() {
@@ -154,7 +154,7 @@ pub async fn c07_update_predicate_is_the_snapshot_s_without_recheck<H: Harness>(
     c.rollback().await.unwrap();
 }
 
-/// 8. An update of a locked row waits, holding its connection, and shows as waiting.
+/// Case 8: An update of a locked row waits, holding its connection, and shows as waiting.
 pub async fn c08_lock_wait_holds_the_connection_and_shows_as_waiting<H: Harness>() {
     let h = start::<H>().await;
     let w = seed(h.store(0), 1).await;
@@ -177,7 +177,7 @@ pub async fn c08_lock_wait_holds_the_connection_and_shows_as_waiting<H: Harness>
     c.rollback().await.unwrap();
 }
 
-/// 9. The lock holder commits a change: the waiter fails with 40001.
+/// Case 9: The lock holder commits a change: the waiter fails with 40001.
 pub async fn c09_waiter_fails_when_the_holder_commits_a_change<H: Harness>() {
     let h = start::<H>().await;
     let w = seed(h.store(0), 1).await;
@@ -195,7 +195,7 @@ pub async fn c09_waiter_fails_when_the_holder_commits_a_change<H: Harness>() {
     a.rollback().await.unwrap();
 }
 
-/// 10. The lock holder rolls back: the waiter's update applies.
+/// Case 10: The lock holder rolls back: the waiter's update applies.
 pub async fn c10_waiter_proceeds_when_the_holder_rolls_back<H: Harness>() {
     let h = start::<H>().await;
     let w = seed(h.store(0), 1).await;
@@ -216,7 +216,7 @@ pub async fn c10_waiter_proceeds_when_the_holder_rolls_back<H: Harness>() {
     c.rollback().await.unwrap();
 }
 
-/// 11. The holder only locked the row (`FOR UPDATE`) and commits: a lock is no
+/// Case 11: The holder only locked the row (`FOR UPDATE`) and commits: a lock is no
 /// change, the waiter's update applies.
 pub async fn c11_waiter_proceeds_when_the_holder_only_locked<H: Harness>() {
     let h = start::<H>().await;
@@ -235,7 +235,7 @@ pub async fn c11_waiter_proceeds_when_the_holder_only_locked<H: Harness>() {
     a.commit().await.unwrap();
 }
 
-/// 12. Two transactions update two rows in opposite orders: after the
+/// Case 12: Two transactions update two rows in opposite orders: after the
 /// deadlock timeout one fails with 40P01 and the other commits.
 pub async fn c12_opposite_order_updates_deadlock_and_one_is_aborted<H: Harness>() {
     let h = start::<H>().await;
@@ -260,7 +260,7 @@ pub async fn c12_opposite_order_updates_deadlock_and_one_is_aborted<H: Harness>(
     assert!(ra.is_ok() || rb.is_ok(), "the other commits: {ra:?} {rb:?}");
 }
 
-/// 13. Two inserts of one unique key: the second waits for the first; the
+/// Case 13: Two inserts of one unique key: the second waits for the first; the
 /// first commits → 23505; the first rolls back → the second succeeds.
 pub async fn c13_unique_insert_waits_for_the_open_inserter<H: Harness>() {
     let h = start::<H>().await;
@@ -299,7 +299,7 @@ pub async fn c13_unique_insert_waits_for_the_open_inserter<H: Harness>() {
     c.rollback().await.unwrap();
 }
 
-/// 14. Write skew is allowed: both read the same state, both write disjoint
+/// Case 14: Write skew is allowed: both read the same state, both write disjoint
 /// rows decided from it, both commit (no read tracking, no global lock).
 pub async fn c14_write_skew_is_allowed_both_commit<H: Harness>() {
     let h = start::<H>().await;
@@ -325,7 +325,7 @@ pub async fn c14_write_skew_is_allowed_both_commit<H: Harness>() {
     c.rollback().await.unwrap();
 }
 
-/// 15. `ON CONFLICT DO NOTHING` against an open insert of the key waits, and
+/// Case 15: `ON CONFLICT DO NOTHING` against an open insert of the key waits, and
 /// fails with 40001 when that insert commits (the row is invisible to its
 /// snapshot); against a row committed before its snapshot it does nothing.
 pub async fn c15_on_conflict_do_nothing_fails_when_the_hidden_inserter_commits<H: Harness>() {
@@ -353,7 +353,7 @@ pub async fn c15_on_conflict_do_nothing_fails_when_the_hidden_inserter_commits<H
     d.rollback().await.unwrap();
 }
 
-/// 16. An upsert (`ON CONFLICT DO UPDATE`) of a row changed after the snapshot fails with 40001.
+/// Case 16: An upsert (`ON CONFLICT DO UPDATE`) of a row changed after the snapshot fails with 40001.
 pub async fn c16_upsert_of_a_row_changed_after_the_snapshot_fails<H: Harness>() {
     let h = start::<H>().await;
     let mut setup = begin(&h, 0).await;
@@ -375,7 +375,7 @@ pub async fn c16_upsert_of_a_row_changed_after_the_snapshot_fails<H: Harness>() 
     c.commit().await.unwrap();
 }
 
-/// 17. `SKIP LOCKED` claims skip rows another transaction holds, without waiting.
+/// Case 17: `SKIP LOCKED` claims skip rows another transaction holds, without waiting.
 pub async fn c17_skip_locked_claims_skip_rows_locked_by_others<H: Harness>() {
     let h = start::<H>().await;
     let mut w = seed(h.store(0), 1).await;
@@ -403,7 +403,7 @@ pub async fn c17_skip_locked_claims_skip_rows_locked_by_others<H: Harness>() {
     b.rollback().await.unwrap();
 }
 
-/// 18. A `SKIP LOCKED` claim of a row a transaction changed and committed
+/// Case 18: A `SKIP LOCKED` claim of a row a transaction changed and committed
 /// after the snapshot fails with 40001 instead of skipping it.
 pub async fn c18_skip_locked_claim_of_a_row_changed_after_the_snapshot_fails<H: Harness>() {
     let h = start::<H>().await;
@@ -432,7 +432,7 @@ pub async fn c18_skip_locked_claim_of_a_row_changed_after_the_snapshot_fails<H: 
     c.rollback().await.unwrap();
 }
 
-/// 19. `pg_try_advisory_xact_lock`: true at once, false at once for another,
+/// Case 19: `pg_try_advisory_xact_lock`: true at once, false at once for another,
 /// re-entrant, freed when the transaction ends.
 pub async fn c19_advisory_try_lock_is_instant_reentrant_and_freed_at_end<H: Harness>() {
     let h = start::<H>().await;
@@ -451,7 +451,7 @@ pub async fn c19_advisory_try_lock_is_instant_reentrant_and_freed_at_end<H: Harn
     c.rollback().await.unwrap();
 }
 
-/// 20. After an error the transaction is aborted: later statements fail
+/// Case 20: After an error the transaction is aborted: later statements fail
 /// (25P02) until rollback, which works.
 pub async fn c20_aborted_transaction_rejects_statements_until_rollback<H: Harness>() {
     let h = start::<H>().await;
@@ -465,7 +465,7 @@ pub async fn c20_aborted_transaction_rejects_statements_until_rollback<H: Harnes
     a.rollback().await.unwrap();
 }
 
-/// 21. A client's crash or disconnect rolls back its transaction at once and
+/// Case 21: A client's crash or disconnect rolls back its transaction at once and
 /// frees its row and advisory locks; a waiter proceeds; its writes are gone.
 pub async fn c21_disconnect_rolls_back_and_frees_locks_at_once<H: Harness>() {
     let h = start::<H>().await;
@@ -498,7 +498,7 @@ pub async fn c21_disconnect_rolls_back_and_frees_locks_at_once<H: Harness>() {
     c.commit().await.unwrap();
 }
 
-/// 22. Vacuum keeps what an open snapshot still needs.
+/// Case 22: Vacuum keeps what an open snapshot still needs.
 pub async fn c22_vacuum_keeps_versions_an_open_snapshot_needs<H: Harness>() {
     let h = start::<H>().await;
     let w = seed(h.store(0), 1).await;

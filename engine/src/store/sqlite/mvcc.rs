@@ -154,27 +154,21 @@ fn int_to_u64(value: i64, what: &str) -> StoreResult<u64> {
     u64::try_from(value).map_err(|_| StoreError::invalid_data(what, format!("negative {value}")))
 }
 
-fn decode_mvcc(
-    row: &rusqlite::Row<'_>,
-    table: Table,
-) -> StoreResult<(i64, TxId, Option<Seq>, Option<TxId>, Option<Seq>)> {
-    let what = table.name();
+/// Decodes a row selected as `MVCC_COLUMNS, <record columns>`.
+pub fn decode_version<R: Record>(row: &rusqlite::Row<'_>) -> StoreResult<Version<R>> {
+    let what = R::TABLE.name();
     let get = |idx: usize| -> StoreResult<Option<i64>> {
         row.get::<_, Option<i64>>(idx).map_err(|e| StoreError::invalid_data(what, format!("mvcc column {idx}: {e}")))
     };
-    let vid = get(0)?.ok_or_else(|| StoreError::invalid_data(what, "null _vid"))?;
-    let xmin = int_to_u64(get(1)?.ok_or_else(|| StoreError::invalid_data(what, "null _xmin"))?, what)?;
-    let xmin_seq = get(2)?.map(|v| int_to_u64(v, what)).transpose()?;
-    let xmax = get(3)?.map(|v| int_to_u64(v, what)).transpose()?;
-    let xmax_seq = get(4)?.map(|v| int_to_u64(v, what)).transpose()?;
-    Ok((vid, xmin, xmin_seq, xmax, xmax_seq))
-}
-
-/// Decodes a row selected as `MVCC_COLUMNS, <record columns>`.
-pub fn decode_version<R: Record>(row: &rusqlite::Row<'_>) -> StoreResult<Version<R>> {
-    let (vid, xmin, xmin_seq, xmax, xmax_seq) = decode_mvcc(row, R::TABLE)?;
-    let record = R::decode(row, MVCC_COLUMN_COUNT)?;
-    Ok(Version { vid, xmin, xmin_seq, xmax, xmax_seq, record })
+    let unsigned = |idx: usize| -> StoreResult<Option<u64>> { get(idx)?.map(|v| int_to_u64(v, what)).transpose() };
+    Ok(Version {
+        vid: get(0)?.ok_or_else(|| StoreError::invalid_data(what, "null _vid"))?,
+        xmin: unsigned(1)?.ok_or_else(|| StoreError::invalid_data(what, "null _xmin"))?,
+        xmin_seq: unsigned(2)?,
+        xmax: unsigned(3)?,
+        xmax_seq: unsigned(4)?,
+        record: R::decode(row, MVCC_COLUMN_COUNT)?,
+    })
 }
 
 pub fn backend(error: rusqlite::Error) -> StoreError {
