@@ -15,6 +15,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod limits;
 pub mod model;
+pub mod mutations;
 pub mod notify;
 pub mod rules;
 pub mod runtime;

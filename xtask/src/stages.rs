@@ -41,12 +41,14 @@ pub fn ci() -> Result<()> {
     let stages: Vec<(&'static str, Command)> = vec![
         ("fmt", cargo(&["fmt", "--all", "--check"])),
         ("clippy", {
-            let mut cmd = cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
+            let mut cmd = cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--locked", "--", "-D", "warnings"]);
             cmd.env("RUSTFLAGS", "");
             cmd
         }),
         ("test", {
-            let mut cmd = cargo(&["test", "--workspace", "--locked"]);
+            // The `mutations` feature only adds switches that are off unless a test
+            // turns one on; the tests that prove a mutation is caught need it.
+            let mut cmd = cargo(&["test", "--workspace", "--locked", "--features", "engine/mutations"]);
             cmd.env("INSTA_UPDATE", "no").env("CI", std::env::var("CI").unwrap_or_else(|_| "true".to_owned()));
             cmd
         }),

@@ -13,6 +13,7 @@ use crate::hash::LockKey;
 use crate::ids::{SharedIds, WorkspaceId};
 use crate::limits;
 use crate::model::{DedupeKey, NewNotification, NotificationKind, NotificationPayload, Workspace};
+use crate::mutations::{self, Mutation};
 use crate::notify;
 use crate::rules::lifecycle::{evaluate, Action, DormancyMark, LifecycleView, RuleError};
 use crate::rules::reminder::ReminderDecision;
@@ -32,6 +33,9 @@ pub struct LifecycleExecutor<S: Store> {
 /// What to do with the transaction after the rules ran.
 enum Finish {
     Commit(WorkspaceOutcome, Vec<Event>),
+    /// Only under the `reminder_enqueued_after_commit` mutation: commit, then
+    /// write the reminder in a second transaction (the reference's old design).
+    CommitThenEnqueue(WorkspaceOutcome, NewNotification),
     Rollback(WorkspaceOutcome),
 }
 
@@ -128,6 +132,15 @@ impl<S: Store> LifecycleExecutor<S> {
                 }
                 Err(error) => outcome_of_error(&error),
             },
+            Ok(Finish::CommitThenEnqueue(outcome, reminder)) => {
+                if let Err(error) = tx.commit().await {
+                    return outcome_of_error(&error);
+                }
+                match self.enqueue_alone(&reminder, now).await {
+                    Ok(()) => outcome,
+                    Err(error) => outcome_of_error(&error),
+                }
+            }
             Ok(Finish::Rollback(outcome)) => {
                 let _ = tx.rollback().await;
                 outcome
@@ -139,6 +152,13 @@ impl<S: Store> LifecycleExecutor<S> {
         }
     }
 
+    /// The mutation's second transaction.
+    async fn enqueue_alone(&self, notification: &NewNotification, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.store.begin(TxOptions::new(Subsystem::Lifecycle)).await?;
+        notify::enqueue(&mut tx, &self.ids, notification, now, self.events.as_ref()).await?;
+        tx.commit().await
+    }
+
     async fn decide_and_write(
         &self,
         tx: &mut S::Tx,
@@ -147,7 +167,9 @@ impl<S: Store> LifecycleExecutor<S> {
         now: Timestamp,
     ) -> StoreResult<Finish> {
         // a. The lock is the first statement: it also fixes the snapshot.
-        if !tx.try_advisory_xact_lock(LockKey::lifecycle(workspace_id)).await? {
+        if !mutations::is_on(Mutation::NoWorkspaceLockNoUniqueBuild)
+            && !tx.try_advisory_xact_lock(LockKey::lifecycle(workspace_id)).await?
+        {
             return Ok(Finish::Rollback(WorkspaceOutcome::LockBusy));
         }
         // b. Re-read everything the rules need.
@@ -203,17 +225,25 @@ impl<S: Store> LifecycleExecutor<S> {
                 let mut build = latest.build.clone();
                 build.notified_autostop_deadline = Some(stop_at);
                 tx.update_build(&build).await?;
+                let outcome = WorkspaceOutcome::Reminded { stop_at, notified: notify };
                 if notify {
+                    let mut dedupe_key = DedupeKey::autostop_reminder(workspace_id, stop_at);
+                    if mutations::is_on(Mutation::ReminderNoDedupe) {
+                        dedupe_key.0.push_str(&format!(":{}", self.ids.next::<crate::ids::NotificationId>()));
+                    }
                     let reminder = NewNotification {
                         kind: NotificationKind::AutostopReminder,
                         user_id: workspace.owner_id,
-                        dedupe_key: DedupeKey::autostop_reminder(workspace_id, stop_at),
+                        dedupe_key,
                         workspace_id: Some(workspace_id),
                         payload: NotificationPayload::AutostopReminder { workspace: workspace.name.clone(), stop_at },
                     };
+                    if mutations::is_on(Mutation::ReminderEnqueuedAfterCommit) {
+                        return Ok(Finish::CommitThenEnqueue(outcome, reminder));
+                    }
                     notify::enqueue(tx, &self.ids, &reminder, now, self.events.as_ref()).await?;
                 }
-                Ok(Finish::Commit(WorkspaceOutcome::Reminded { stop_at, notified: notify }, Vec::new()))
+                Ok(Finish::Commit(outcome, Vec::new()))
             }
             Action::Mark(mark) => {
                 self.write_mark(tx, &mut workspace, mark, now).await?;

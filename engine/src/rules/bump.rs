@@ -7,6 +7,7 @@
 
 use crate::model::{BuildWithJob, JobStatus, Template, Transition, Workspace};
 use crate::rules::schedule::{next_allowed_autostart, CronSchedule};
+use crate::mutations::{self, Mutation};
 use crate::time::{Span, Timestamp};
 
 /// What reported the activity.
@@ -78,7 +79,9 @@ pub fn activity_bump(input: &BumpInput<'_>, now: Timestamp) -> BumpDecision {
     }
     let mut bumped = deadline.max(now + interval);
     if let Some(max) = latest.build.max_deadline {
-        bumped = bumped.min(max);
+        if !mutations::is_on(Mutation::BumpIgnoresMaxDeadline) {
+            bumped = bumped.min(max);
+        }
     }
     if bumped <= deadline {
         return skip(BumpSkip::NoChange);

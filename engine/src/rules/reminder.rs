@@ -9,6 +9,7 @@
 
 use crate::limits::REMINDER_ACTIVE_OWNER_MAX;
 use crate::model::{BuildWithJob, JobStatus, Template, Transition, User, UserStatus, Workspace};
+use crate::mutations::{self, Mutation};
 use crate::time::{Span, Timestamp};
 
 #[derive(Debug, Clone, Copy)]
@@ -80,7 +81,7 @@ pub fn reminder(input: &ReminderInput<'_>, tick_at: Timestamp) -> ReminderDecisi
     if !(tick_at < stop_at && stop_at <= window_end) {
         return none(NoReminder::OutsideWindow);
     }
-    if latest.build.notified_autostop_deadline == Some(stop_at) {
+    if latest.build.notified_autostop_deadline == Some(stop_at) && !mutations::is_on(Mutation::ReminderNoDedupe) {
         return none(NoReminder::AlreadyReminded);
     }
     ReminderDecision::Remind { stop_at, notify: !input.has_live_chat }

@@ -47,6 +47,11 @@ impl Replica {
         self.executor.tick(self.clock.now(), &ShutdownSignal::never()).await
     }
 
+    /// A tick as of a given `now` (a retried tick at the same frozen instant).
+    pub async fn tick_at(&self, now: Timestamp) -> TickStats {
+        self.executor.tick(now, &ShutdownSignal::never()).await
+    }
+
     pub fn outcomes(&self) -> Vec<(WorkspaceId, WorkspaceOutcome)> {
         self.events
             .snapshot()
@@ -106,6 +111,12 @@ impl World {
         let executor = LifecycleExecutor::new(store.clone(), self.settings.clone(), ids.clone(), shared.clone());
         let api = Api::new(store.clone(), ids, shared, usage.clone());
         self.replicas.push(Replica { clock, store, executor, api, usage, events });
+    }
+
+    /// Every statement takes 1ms from now on, so concurrent transactions
+    /// interleave statement by statement (instants written then drift by ms).
+    pub fn interleave(&self) {
+        self.server.set_hook(Some(Arc::new(Latency(Span::from_millis(1)))));
     }
 
     pub fn now(&self) -> Timestamp {
@@ -328,6 +339,16 @@ impl World {
 
     pub async fn notifications_of(&self, kind: NotificationKind) -> Vec<Notification> {
         self.notifications().await.into_iter().filter(|n| n.kind == kind).collect()
+    }
+}
+
+/// Every statement takes a little simulated time, so concurrent transactions
+/// interleave statement by statement as they would against a server.
+pub struct Latency(pub Span);
+
+impl engine::store::sqlite::StatementHook for Latency {
+    fn on_statement(&self, _info: &engine::store::sqlite::StatementInfo) -> engine::store::sqlite::HookDecision {
+        engine::store::sqlite::HookDecision::Proceed { latency: self.0 }
     }
 }
 
