@@ -116,7 +116,12 @@ fn every_select_is_biased() {
 fn no_drop_impl_writes() {
     // A crash drops a replica's futures: no Drop may touch the store or send.
     // Drop impls are allowed only where listed here, each with its reason.
-    let allowed = ["engine/src/store/sqlite/"];
+    let allowed = [
+        // The emulated server noticing a dropped connection (in memory only).
+        "engine/src/store/sqlite/",
+        // A test spawner's live-task counter.
+        "engine/tests/engine_loops.rs",
+    ];
     let mut offenders = Vec::new();
     for file in all_rust_files() {
         let text = fs::read_to_string(&file).unwrap_or_default();
