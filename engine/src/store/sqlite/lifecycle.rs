@@ -14,7 +14,7 @@ use crate::ids::{VersionId, WorkspaceId, PREBUILDS_USER_ID};
 use crate::store::{LifecycleCursor, StoreError, StoreResult};
 use crate::time::Timestamp;
 
-fn scan_sql() -> String {
+fn build_scan_sql() -> String {
     let (w, b, b2, j, u, t) =
         (visible_sql("w"), visible_sql("b"), visible_sql("b2"), visible_sql("j"), visible_sql("u"), visible_sql("t"));
     // ?3 tick_at, ?4 prebuilds user, ?5/?6 cursor (NULL: from the start), ?7 limit.
@@ -55,6 +55,12 @@ LIMIT ?7"
     )
 }
 
+/// The scan's SQL, built once (it only depends on constants).
+fn scan_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(build_scan_sql)
+}
+
 fn id16(bytes: Vec<u8>) -> StoreResult<[u8; 16]> {
     bytes
         .try_into()
@@ -68,7 +74,7 @@ pub(crate) fn candidates(
     after: Option<LifecycleCursor>,
     limit: u32,
 ) -> StoreResult<Vec<LifecycleCursor>> {
-    let mut stmt = conn.prepare_cached(&scan_sql()).map_err(backend)?;
+    let mut stmt = conn.prepare_cached(scan_sql()).map_err(backend)?;
     let (after_version, after_workspace) = match after {
         Some((version, workspace)) => (uuid_value(&version.0), uuid_value(&workspace.0)),
         None => (Value::Null, Value::Null),
