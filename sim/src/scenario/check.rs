@@ -11,7 +11,7 @@ use engine::time::Span;
 use super::error::{Origin, Spanned};
 use super::model::{Action, Expect, Owner, Point, ReplicaTarget, Scenario, PREBUILDS_OWNER};
 use super::parse::TopOrigins;
-use super::reader::{unknown_name, Cx};
+use super::reader::{unknown_name, unknown_name_in, Cx};
 use super::yaml::shorten;
 
 pub(crate) fn check(cx: &mut Cx, s: &Scenario, top: &TopOrigins) {
@@ -179,7 +179,7 @@ impl State {
                     let known: Vec<&str> = template.versions.iter().map(|x| x.name.as_str()).collect();
                     cx.error(
                         v.origin,
-                        unknown_name(&format!("version of template `{}`", template.name), &v.value, &known),
+                        unknown_name_in("version", &v.value, &format!("of template `{}`", template.name), &known),
                     );
                 }
                 found
@@ -191,7 +191,12 @@ impl State {
                 let known: Vec<&str> = v.presets.iter().map(String::as_str).collect();
                 cx.error(
                     p.origin,
-                    unknown_name(&format!("preset of `{}` version `{}`", template.name, v.name), &p.value, &known),
+                    unknown_name_in(
+                        "preset",
+                        &p.value,
+                        &format!("in version `{}` of template `{}`", v.name, template.name),
+                        &known,
+                    ),
                 );
             }
         }
@@ -216,8 +221,12 @@ impl State {
                 ),
             ),
             None => {
-                let mut known: Vec<&str> = self.workspaces.iter().map(|w| w.name.as_str()).collect();
-                known.dedup();
+                let mut known: Vec<&str> = Vec::new();
+                for w in &self.workspaces {
+                    if !known.contains(&w.name.as_str()) {
+                        known.push(&w.name);
+                    }
+                }
                 cx.error(name.origin, unknown_name("workspace", &name.value, &known));
             }
         }
@@ -226,7 +235,12 @@ impl State {
 
     fn chat(&self, cx: &mut Cx, name: &str, origin: Origin) {
         if !self.chats.iter().any(|(c, _)| c == name) {
-            let known: Vec<&str> = self.chats.iter().map(|(c, _)| c.as_str()).collect();
+            let mut known: Vec<&str> = Vec::new();
+            for (chat, _) in &self.chats {
+                if !known.contains(&chat.as_str()) {
+                    known.push(chat);
+                }
+            }
             cx.error(origin, unknown_name("chat", name, &known));
         }
     }

@@ -498,9 +498,16 @@ pub(crate) fn positive_duration(cx: &mut Cx, node: &Node, key: &str) -> Option<S
 /// "unknown user `bob`, expected `bo`" / "..., expected one of `a`, `b`" /
 /// "unknown user `bob`: none is declared".
 pub(crate) fn unknown_name(kind: &str, name: &str, known: &[&str]) -> String {
+    unknown_name_in(kind, name, "", known)
+}
+
+/// Like [`unknown_name`], with where it was looked up: "unknown version `v3`
+/// of template `dev`, expected one of `v1`, `v2`".
+pub(crate) fn unknown_name_in(kind: &str, name: &str, scope: &str, known: &[&str]) -> String {
+    let scope = if scope.is_empty() { String::new() } else { format!(" {scope}") };
     if known.is_empty() {
-        format!("unknown {kind} `{}`: none is declared", shorten(name))
+        format!("unknown {kind} `{}`{scope}: none is declared", shorten(name))
     } else {
-        format!("unknown {kind} `{}`, {}", shorten(name), schema::expected_one_of(name, known))
+        format!("unknown {kind} `{}`{scope}, {}", shorten(name), schema::expected_one_of(name, known))
     }
 }

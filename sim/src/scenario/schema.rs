@@ -257,20 +257,29 @@ fn build() -> Vec<String> {
         }
     }
     paths.push("expect[].violations".to_owned());
-    paths.sort();
-    paths.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    paths.retain(|p| seen.insert(p.clone()));
     paths
 }
 
-/// Every field path the loader accepts, sorted.
+/// Every field path the loader accepts, in the order of SCENARIOS.md.
 pub fn schema() -> &'static [String] {
     static SCHEMA: OnceLock<Vec<String>> = OnceLock::new();
     SCHEMA.get_or_init(build)
 }
 
+fn sorted() -> &'static [String] {
+    static SORTED: OnceLock<Vec<String>> = OnceLock::new();
+    SORTED.get_or_init(|| {
+        let mut paths = schema().to_vec();
+        paths.sort();
+        paths
+    })
+}
+
 /// Whether `path` (as [`schema`] spells it) is accepted.
 pub fn accepts(path: &str) -> bool {
-    schema().binary_search_by(|p| p.as_str().cmp(path)).is_ok()
+    sorted().binary_search_by(|p| p.as_str().cmp(path)).is_ok()
 }
 
 /// The keys accepted directly under the mapping at `path` (`""` for the top
@@ -293,14 +302,19 @@ pub(crate) fn children(path: &str) -> Vec<&'static str> {
     keys
 }
 
-/// The accepted name closest to `wrong`, if one is close enough to be a typo.
+/// The accepted name closest to `wrong`, if exactly one is close enough to
+/// be a typo.
 pub(crate) fn suggest<'a>(wrong: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
+    let close: Vec<(usize, &str)> = candidates
         .iter()
         .map(|c| (strsim::damerau_levenshtein(wrong, c), *c))
         .filter(|(distance, candidate)| *distance <= (candidate.len().max(wrong.len()) / 3).clamp(1, 3))
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, c)| c)
+        .collect();
+    let best = close.iter().map(|(d, _)| *d).min()?;
+    match close.iter().filter(|(d, _)| *d == best).collect::<Vec<_>>()[..] {
+        [(_, only)] => Some(*only),
+        _ => None,
+    }
 }
 
 /// "expected `x`" for a typo, else "expected one of `a`, `b`".
@@ -321,7 +335,8 @@ mod tests {
     #[test]
     fn children_and_suggestions() {
         assert!(children("").contains(&"run_for"));
-        assert_eq!(children("world"), ["chats", "templates", "users", "workspaces"]);
+        assert_eq!(children("world"), ["users", "templates", "workspaces", "chats"]);
+        assert_eq!(suggest("v3", &["v1", "v2"]), None);
         assert!(children("world.templates[]").contains(&"autostop_requirement"));
         assert_eq!(children("world.templates[].autostop_requirement"), ["days", "weeks"]);
         assert_eq!(suggest("run_fro", &children("")), Some("run_for"));

@@ -287,9 +287,10 @@ fn parse_action(cx: &mut Cx, name: &str, node: &Node, at: Span, bounds: &Bounds)
         "pubsub_fault" => {
             let kind = f.required(cx, "kind", reader::named::<PubsubFaultKind>);
             let rate = f.optional(cx, "rate", reader::rate).unwrap_or(1.0);
+            let delay_origin = f.key_origin("delay");
             let delay = match (kind, f.take("delay")) {
                 (Some(PubsubFaultKind::Drop), Some(n)) => {
-                    cx.error(n.origin, "`delay` does not apply to a `drop` fault");
+                    cx.error(delay_origin.unwrap_or(n.origin), "`delay` does not apply to kind `drop`");
                     None
                 }
                 (_, Some(n)) => reader::range(cx, n, "delay"),
@@ -415,7 +416,7 @@ fn parse_store_fault(cx: &mut Cx, f: &mut Fields, until_end: Span, replicas: u32
                 f.skip(key);
                 cx.error(
                     origin,
-                    format!("`{key}` does not apply to a `restart` fault, which concerns the whole database"),
+                    format!("`{key}` does not apply to kind `restart`, which concerns the whole database"),
                 );
             }
         }
@@ -441,6 +442,7 @@ fn parse_store_fault(cx: &mut Cx, f: &mut Fields, until_end: Span, replicas: u32
         })
         .unwrap_or(all_ops);
     let rate = f.optional(cx, "rate", reader::rate).unwrap_or(1.0);
+    let latency_origin = f.key_origin("latency");
     let latency = match (kind, f.take("latency")) {
         (Some(StoreFaultKind::Latency), Some(n)) => reader::range(cx, n, "latency"),
         (Some(StoreFaultKind::Latency), None) => {
@@ -448,7 +450,8 @@ fn parse_store_fault(cx: &mut Cx, f: &mut Fields, until_end: Span, replicas: u32
             None
         }
         (Some(kind), Some(n)) => {
-            cx.error(n.origin, format!("`latency` does not apply to a `{kind}` fault (only to `latency`)"));
+            let message = format!("`latency` does not apply to kind `{kind}` (only to kind `latency`)");
+            cx.error(latency_origin.unwrap_or(n.origin), message);
             None
         }
         (_, None) | (None, Some(_)) => None,

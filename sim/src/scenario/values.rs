@@ -152,6 +152,9 @@ pub fn parse_duration(text: &str) -> Result<Span, String> {
         let number: i64 =
             text[digits_start..unit_start].parse().map_err(|_| format!("duration `{}` is too long", shorten(text)))?;
         let unit = &text[unit_start..at];
+        if unit.is_empty() && at < bytes.len() {
+            return Err(bad());
+        }
         if unit.is_empty() {
             return Err(format!(
                 "duration `{}` needs a unit (`ms`, `s`, `m`, `h`, `d`, `w`); only `0` goes without",

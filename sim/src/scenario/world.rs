@@ -17,7 +17,7 @@ use super::model::{
     AgentState, Chat, Checkable, Derived, Owner, ParameterSpec, Point, Preset, PresetSchedules, ScheduleRule,
     SeedBuild, Template, TemplateChanges, TemplateSettings, User, Version, Workspace, World,
 };
-use super::reader::{self, unknown_name, Cx, Fields};
+use super::reader::{self, unknown_name, unknown_name_in, Cx, Fields};
 use super::yaml::{shorten, Node, NodeKind};
 
 pub(crate) fn parse_world(cx: &mut Cx, node: &Node) -> World {
@@ -46,9 +46,10 @@ pub(crate) fn parse_world(cx: &mut Cx, node: &Node) -> World {
         }
     }
     check_unique(cx, "template", world.templates.iter().map(|t| &t.name));
-    check_unique(
+    check_unique_note(
         cx,
-        "workspace name among workspaces not deleted",
+        "workspace",
+        "; names are unique among workspaces not deleted",
         world.workspaces.iter().filter(|w| !w.is_deleted()).map(|w| &w.name),
     );
     check_unique(cx, "chat", world.chats.iter().map(|c| &c.name));
@@ -57,12 +58,17 @@ pub(crate) fn parse_world(cx: &mut Cx, node: &Node) -> World {
 
 /// Reports every name declared twice, at the second, naming the first.
 pub(crate) fn check_unique<'a>(cx: &mut Cx, kind: &str, names: impl Iterator<Item = &'a Spanned<String>>) {
+    check_unique_note(cx, kind, "", names);
+}
+
+/// [`check_unique`] with a note on the rule (`"; ..."`).
+fn check_unique_note<'a>(cx: &mut Cx, kind: &str, note: &str, names: impl Iterator<Item = &'a Spanned<String>>) {
     let mut seen: Vec<&Spanned<String>> = Vec::new();
     for name in names {
         if let Some(first) = seen.iter().find(|s| s.value == name.value) {
             cx.error(
                 name.origin,
-                format!("duplicate {kind} `{}` (first declared at {})", shorten(&name.value), first.origin),
+                format!("duplicate {kind} `{}` (first declared at {}{note})", shorten(&name.value), first.origin),
             );
         } else {
             seen.push(name);
@@ -400,15 +406,15 @@ fn parse_workspace(cx: &mut Cx, node: &Node, world: &World) -> Option<Workspace>
         let known: Vec<&str> = world.templates.iter().map(|t| t.name.as_str()).collect();
         cx.error(t.origin, unknown_name("template", &t.value, &known));
     }
+    let mut version_known = template.is_some();
     let version = match f.optional(cx, "version", reader::name) {
         Some(v) => {
             if let Some(t) = template {
                 if !t.versions.iter().any(|x| x.name.value == v.value) {
                     let known: Vec<&str> = t.versions.iter().map(|x| x.name.as_str()).collect();
-                    cx.error(
-                        v.origin,
-                        unknown_name(&format!("version of template `{}`", t.name.value), &v.value, &known),
-                    );
+                    let scope = format!("of template `{}`", t.name.value);
+                    cx.error(v.origin, unknown_name_in("version", &v.value, &scope, &known));
+                    version_known = false;
                 }
             }
             Some(v)
@@ -416,14 +422,12 @@ fn parse_workspace(cx: &mut Cx, node: &Node, world: &World) -> Option<Workspace>
         None => template.and_then(Template::active_version).map(|v| Spanned::new(v.name.value.clone(), node.origin)),
     };
     let preset = f.optional(cx, "preset", reader::name);
-    if let (Some(p), Some(t), Some(v)) = (&preset, template, &version) {
+    if let (Some(p), Some(t), Some(v), true) = (&preset, template, &version, version_known) {
         let in_version: Vec<&str> =
             t.presets.iter().filter(|x| x.version.value == v.value).map(|x| x.name.as_str()).collect();
         if !in_version.contains(&p.value.as_str()) {
-            cx.error(
-                p.origin,
-                unknown_name(&format!("preset of `{}` version `{}`", t.name.value, v.value), &p.value, &in_version),
-            );
+            let scope = format!("in version `{}` of template `{}`", v.value, t.name.value);
+            cx.error(p.origin, unknown_name_in("preset", &p.value, &scope, &in_version));
         }
     }
     let parameters = f.optional(cx, "parameters", reader::parameters).unwrap_or_default();
@@ -528,7 +532,8 @@ fn parse_seed_build(cx: &mut Cx, node: &Node) -> Option<SeedBuild> {
     let finished = status.is_terminal();
     let completed = match f.take("completed") {
         Some(n) if !finished => {
-            cx.error(n.origin, format!("`completed` does not apply to a `{status}` job, which is unfinished"));
+            let origin = f.key_origin("completed").unwrap_or(n.origin);
+            cx.error(origin, format!("`completed` does not apply to a `{status}` job, which is unfinished"));
             None
         }
         Some(n) => {
@@ -552,6 +557,7 @@ fn parse_seed_build(cx: &mut Cx, node: &Node) -> Option<SeedBuild> {
         let Some(n) = f.take(key) else {
             return (if succeeded_start { Derived::Computed } else { Derived::Given(Checkable::checked(None)) }, None);
         };
+        let key_origin = f.key_origin(key).unwrap_or(n.origin);
         let value = match reader::unchecked_inner(cx, n) {
             Err(()) => None,
             Ok(Some(inner)) => reader::point_or_none(cx, inner, key).map(Checkable::unchecked),
@@ -560,7 +566,7 @@ fn parse_seed_build(cx: &mut Cx, node: &Node) -> Option<SeedBuild> {
         match value {
             Some(v) if v.value.is_some() && !succeeded_start => {
                 cx.error(
-                    n.origin,
+                    key_origin,
                     format!("`{key}` applies to succeeded start builds only (only they carry a deadline)"),
                 );
                 (Derived::Given(Checkable::checked(None)), None)
@@ -638,7 +644,8 @@ fn parse_chat(cx: &mut Cx, node: &Node, world: &World) -> Option<Chat> {
     }
     let heartbeat = match f.take("heartbeat") {
         Some(n) if status != ChatStatus::Running => {
-            cx.error(n.origin, format!("`heartbeat` applies to `running` chats only, this one is `{status}`"));
+            let origin = f.key_origin("heartbeat").unwrap_or(n.origin);
+            cx.error(origin, format!("`heartbeat` applies to `running` chats only, this one is `{status}`"));
             None
         }
         Some(n) => reader::point(cx, n, "heartbeat"),
