@@ -313,7 +313,8 @@ impl<S: Store> Api<S> {
         update: WorkspaceUpdate,
         now: Timestamp,
     ) -> ApiResult<Workspace> {
-        transact!(self, Subsystem::Api, "update_workspace", |tx| self.update_workspace_in(tx, workspace, actor, &update, now))
+        transact!(self, Subsystem::Api, "update_workspace", |tx| self
+            .update_workspace_in(tx, workspace, actor, &update, now))
     }
 
     async fn update_workspace_in(
@@ -469,7 +470,8 @@ impl<S: Store> Api<S> {
             parameters,
             preset_id: new.preset,
         };
-        let (build, next_start_at) = insert_next_build(tx, &self.ids, &workspace, &template, None, request, now).await?;
+        let (build, next_start_at) =
+            insert_next_build(tx, &self.ids, &workspace, &template, None, request, now).await?;
         if next_start_at.is_some() {
             tx.set_next_start_at(workspace.id, next_start_at).await?;
             workspace.next_start_at = next_start_at;
@@ -488,7 +490,8 @@ impl<S: Store> Api<S> {
         update: TemplateUpdate,
         now: Timestamp,
     ) -> ApiResult<Template> {
-        transact!(self, Subsystem::Api, "update_template", |tx| self.update_template_in(tx, template, actor, &update, now))
+        transact!(self, Subsystem::Api, "update_template", |tx| self
+            .update_template_in(tx, template, actor, &update, now))
     }
 
     async fn update_template_in(
@@ -607,7 +610,8 @@ impl<S: Store> Api<S> {
         version: NewVersion,
         now: Timestamp,
     ) -> ApiResult<TemplateVersion> {
-        transact!(self, Subsystem::Api, "publish_version", |tx| self.publish_version_in(tx, template, actor, &version, now))
+        transact!(self, Subsystem::Api, "publish_version", |tx| self
+            .publish_version_in(tx, template, actor, &version, now))
     }
 
     async fn publish_version_in(
@@ -770,10 +774,8 @@ impl<S: Store> Api<S> {
         transact!(self, Subsystem::Provisioner, "acquire_job", |tx| async {
             tx.upsert_provisioner(&seen).await?;
             let job = tx.acquire_job(daemon, now).await?;
-            let events = job
-                .iter()
-                .map(|job| Event::JobAcquired { job: job.id, workspace: job.workspace_id })
-                .collect();
+            let events =
+                job.iter().map(|job| Event::JobAcquired { job: job.id, workspace: job.workspace_id }).collect();
             Ok((job, events))
         })
     }

@@ -4,6 +4,7 @@
 
 use crate::ids::{BuildId, JobId, PresetId, SharedIds, UserId, VersionId};
 use crate::model::{Build, BuildReason, BuildWithJob, Job, JobStatus, Parameters, Template, Transition, Workspace};
+use crate::mutations::{self, Mutation};
 use crate::rules::lifecycle::next_start_at_after_build;
 use crate::store::{StoreResult, Tx};
 use crate::time::Timestamp;
@@ -34,7 +35,11 @@ pub async fn insert_next_build<T: Tx>(
 ) -> StoreResult<(Build, Option<Timestamp>)> {
     let build_id: BuildId = ids.next();
     let job_id: JobId = ids.next();
-    let number = latest.map_or(1, |l| l.build.number.saturating_add(1));
+    let mut number = latest.map_or(1, |l| l.build.number.saturating_add(1));
+    if mutations::is_on(Mutation::NoWorkspaceLockNoUniqueBuild) {
+        // Without a unique number two replicas' builds for one trigger both land.
+        number = number.saturating_add(i32::from(build_id.as_bytes()[0]));
+    }
     let build = Build {
         id: build_id,
         workspace_id: workspace.id,

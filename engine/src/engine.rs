@@ -59,17 +59,8 @@ impl<S: Store> Engine<S> {
         let api = Arc::new(Api::new(store.clone(), ids, events.clone(), usage.clone()));
         let shutdown = Shutdown::new();
         let started_at = clock.now();
-        let mut engine = Engine {
-            api,
-            executor,
-            usage,
-            clock,
-            settings,
-            events,
-            shutdown,
-            tasks: Vec::new(),
-            started_at,
-        };
+        let mut engine =
+            Engine { api, executor, usage, clock, settings, events, shutdown, tasks: Vec::new(), started_at };
         engine.spawn_lifecycle_loop(&spawner);
         engine.spawn_usage_loop(&spawner);
         engine.spawn_delivery_loop(&spawner, store, sink);

@@ -104,22 +104,75 @@ pub enum BuildOrigin {
 /// One decision or effect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    TickStarted { tick_at: Timestamp, now: Timestamp },
-    Workspace { workspace: WorkspaceId, tick_at: Timestamp, outcome: WorkspaceOutcome },
-    TickFinished { stats: TickStats },
-    BuildInserted { workspace: WorkspaceId, build: BuildId, number: i32, transition: Transition, reason: BuildReason, origin: BuildOrigin },
-    NotificationEnqueued { kind: NotificationKind, workspace: Option<WorkspaceId>, inserted: bool },
-    ActivityBumped { workspace: WorkspaceId, from: Timestamp, to: Timestamp },
-    UsageFlushed { workspaces: u32, written: u64, at: Timestamp },
-    UsageFlushFailed { workspaces: u32, error: String },
-    NotificationDelivered { id: NotificationId, kind: NotificationKind },
-    NotificationDeliveryFailed { id: NotificationId, kind: NotificationKind, retry_at: Timestamp },
-    JobAcquired { job: JobId, workspace: WorkspaceId },
-    JobCompleted { job: JobId, workspace: WorkspaceId, status: JobStatus },
-    Refused { action: &'static str, reason: String },
-    LoopError { loop_name: &'static str, error: String },
+    TickStarted {
+        tick_at: Timestamp,
+        now: Timestamp,
+    },
+    Workspace {
+        workspace: WorkspaceId,
+        tick_at: Timestamp,
+        outcome: WorkspaceOutcome,
+    },
+    TickFinished {
+        stats: TickStats,
+    },
+    BuildInserted {
+        workspace: WorkspaceId,
+        build: BuildId,
+        number: i32,
+        transition: Transition,
+        reason: BuildReason,
+        origin: BuildOrigin,
+    },
+    NotificationEnqueued {
+        kind: NotificationKind,
+        workspace: Option<WorkspaceId>,
+        inserted: bool,
+    },
+    ActivityBumped {
+        workspace: WorkspaceId,
+        from: Timestamp,
+        to: Timestamp,
+    },
+    UsageFlushed {
+        workspaces: u32,
+        written: u64,
+        at: Timestamp,
+    },
+    UsageFlushFailed {
+        workspaces: u32,
+        error: String,
+    },
+    NotificationDelivered {
+        id: NotificationId,
+        kind: NotificationKind,
+    },
+    NotificationDeliveryFailed {
+        id: NotificationId,
+        kind: NotificationKind,
+        retry_at: Timestamp,
+    },
+    JobAcquired {
+        job: JobId,
+        workspace: WorkspaceId,
+    },
+    JobCompleted {
+        job: JobId,
+        workspace: WorkspaceId,
+        status: JobStatus,
+    },
+    Refused {
+        action: &'static str,
+        reason: String,
+    },
+    LoopError {
+        loop_name: &'static str,
+        error: String,
+    },
     ShutdownStarted,
-    ShutdownFinished { cancelled: bool },
+    ShutdownFinished {
+        cancelled: bool,
+    },
 }
 
 /// Where events go.

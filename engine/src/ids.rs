@@ -95,7 +95,7 @@ impl IdGen {
         uuid::Builder::from_random_bytes(bytes).into_uuid()
     }
 
-    pub fn next<T: From<Uuid>>(&mut self) -> T {
+    pub fn next_id<T: From<Uuid>>(&mut self) -> T {
         T::from(self.next_uuid())
     }
 }
@@ -113,7 +113,7 @@ impl SharedIds {
     }
 
     pub fn next<T: From<Uuid>>(&self) -> T {
-        self.inner.lock().unwrap_or_else(|poison| poison.into_inner()).next()
+        self.inner.lock().unwrap_or_else(|poison| poison.into_inner()).next_id()
     }
 }
 
@@ -130,16 +130,16 @@ mod tests {
     fn id_gen_is_seeded() {
         let a: Vec<WorkspaceId> = {
             let mut g = IdGen::from_seed(7);
-            (0..3).map(|_| g.next()).collect()
+            (0..3).map(|_| g.next_id()).collect()
         };
         let b: Vec<WorkspaceId> = {
             let mut g = IdGen::from_seed(7);
-            (0..3).map(|_| g.next()).collect()
+            (0..3).map(|_| g.next_id()).collect()
         };
         assert_eq!(a, b);
         assert_ne!(a[0], a[1]);
         assert_eq!(a[0].0.get_version_num(), 4);
         let mut other = IdGen::from_seed(8);
-        assert_ne!(a[0], other.next::<WorkspaceId>());
+        assert_ne!(a[0], other.next_id::<WorkspaceId>());
     }
 }

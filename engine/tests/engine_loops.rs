@@ -75,11 +75,8 @@ struct Fixture {
 async fn fixture(start: Timestamp) -> Fixture {
     let clock = Arc::new(MonotonicClock::new(start));
     let server = SqliteServer::open_in_memory(clock.clone()).unwrap();
-    let store = Arc::new(server.client(PoolConfig {
-        size: 10,
-        acquire_timeout: Span::from_secs(5),
-        label: "replica".into(),
-    }));
+    let store =
+        Arc::new(server.client(PoolConfig { size: 10, acquire_timeout: Span::from_secs(5), label: "replica".into() }));
     let ids = SharedIds::new(IdGen::from_seed(5));
     let mut tx = store.begin(TxOptions::new(Subsystem::Admin)).await.unwrap();
     let alice = User {
@@ -92,13 +89,8 @@ async fn fixture(start: Timestamp) -> Fixture {
     };
     tx.insert_user(&alice).await.unwrap();
     let template_id = ids.next();
-    let version = TemplateVersion {
-        id: ids.next(),
-        template_id,
-        name: "v1".into(),
-        parameters: Vec::new(),
-        created_at: start,
-    };
+    let version =
+        TemplateVersion { id: ids.next(), template_id, name: "v1".into(), parameters: Vec::new(), created_at: start };
     let template = Template {
         id: template_id,
         name: "dev".into(),

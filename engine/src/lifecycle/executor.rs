@@ -265,16 +265,9 @@ impl<S: Store> LifecycleExecutor<S> {
                     parameters: build.parameters.clone(),
                     preset_id: view.latest.as_ref().and_then(|l| l.build.preset_id),
                 };
-                let (inserted, next_start_at) = insert_next_build(
-                    tx,
-                    &self.ids,
-                    &workspace,
-                    &view.template,
-                    view.latest.as_ref(),
-                    request,
-                    now,
-                )
-                .await?;
+                let (inserted, next_start_at) =
+                    insert_next_build(tx, &self.ids, &workspace, &view.template, view.latest.as_ref(), request, now)
+                        .await?;
                 workspace.next_start_at = next_start_at;
                 if let Some(mark) = mark {
                     self.write_mark(tx, &mut workspace, mark, now).await?;

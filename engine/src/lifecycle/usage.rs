@@ -55,7 +55,8 @@ impl<S: Store> UsageTracker<S> {
     /// within the flush timeout; what fails is queued again.
     pub async fn flush(&self, now: Timestamp, clock: &dyn Clock) -> FlushOutcome {
         let batch: Vec<WorkspaceId> = std::mem::take(&mut *self.lock()).into_iter().collect();
-        let mut outcome = FlushOutcome { workspaces: u32::try_from(batch.len()).unwrap_or(u32::MAX), ..Default::default() };
+        let mut outcome =
+            FlushOutcome { workspaces: u32::try_from(batch.len()).unwrap_or(u32::MAX), ..Default::default() };
         if batch.is_empty() {
             return outcome;
         }
@@ -73,7 +74,8 @@ impl<S: Store> UsageTracker<S> {
                     let rest = &batch[index * limits::USAGE_FLUSH_BATCH_MAX..];
                     self.lock().extend(rest.iter().copied());
                     outcome.requeued = u32::try_from(rest.len()).unwrap_or(u32::MAX);
-                    self.events.emit(Event::UsageFlushFailed { workspaces: outcome.requeued, error: error.to_string() });
+                    self.events
+                        .emit(Event::UsageFlushFailed { workspaces: outcome.requeued, error: error.to_string() });
                     return outcome;
                 }
             }

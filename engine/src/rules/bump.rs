@@ -6,8 +6,8 @@
 //! is never earlier than the current one and never past the max deadline.
 
 use crate::model::{BuildWithJob, JobStatus, Template, Transition, Workspace};
-use crate::rules::schedule::{next_allowed_autostart, CronSchedule};
 use crate::mutations::{self, Mutation};
+use crate::rules::schedule::{next_allowed_autostart, CronSchedule};
 use crate::time::{Span, Timestamp};
 
 /// What reported the activity.

@@ -59,7 +59,8 @@ async fn fleet() -> World {
     autostart.last_used = Some(t("16:00"));
     world.workspace(autostart).await;
     // 4c: autostart set, next_start_at unset: written even if nothing else happens.
-    let mut unset = WorkspaceSpec::new("next-unset", alice, dev).build(Transition::Stop, JobStatus::Succeeded, t("09:00"));
+    let mut unset =
+        WorkspaceSpec::new("next-unset", alice, dev).build(Transition::Stop, JobStatus::Succeeded, t("09:00"));
     unset.autostart = Some("CRON_TZ=UTC 0 9 * * 1-5".into());
     unset.last_used = Some(t("16:00"));
     world.workspace(unset).await;
@@ -80,7 +81,8 @@ async fn fleet() -> World {
     idle_stopped.last_used = Some(long_ago);
     world.workspace(idle_stopped).await;
     // Rule 5: dormant past deleting_at.
-    let mut delete = WorkspaceSpec::new("autodelete", alice, dev).build(Transition::Stop, JobStatus::Succeeded, long_ago);
+    let mut delete =
+        WorkspaceSpec::new("autodelete", alice, dev).build(Transition::Stop, JobStatus::Succeeded, long_ago);
     delete.dormant_at = Some(t("16:00") - Span::from_days(31));
     delete.deleting_at = Some(t("16:00") - day);
     delete.last_used = Some(long_ago);
@@ -98,7 +100,8 @@ async fn fleet() -> World {
     waiting.last_used = Some(t("16:00"));
     world.workspace(waiting).await;
     // An invalid stored schedule: an error, nothing written.
-    let mut invalid = WorkspaceSpec::new("invalid", alice, dev).build(Transition::Stop, JobStatus::Succeeded, t("09:00"));
+    let mut invalid =
+        WorkspaceSpec::new("invalid", alice, dev).build(Transition::Stop, JobStatus::Succeeded, t("09:00"));
     invalid.autostart = Some("CRON_TZ=Nowhere/Land 0 9 * * *".into());
     invalid.last_used = Some(t("16:00"));
     world.workspace(invalid).await;

@@ -249,8 +249,7 @@ async fn lc_05_provisioner_gate_91s_stale_no_build_80s_builds() {
         let mut world = world_at(t("08:00"), 1).await;
         let alice = world.user("alice", UserStatus::Active).await;
         let (dev, _) = world.template("dev", |_| {}).await;
-        let mut spec =
-            WorkspaceSpec::new("w1", alice, dev).build(Transition::Stop, JobStatus::Succeeded, t("07:00"));
+        let mut spec = WorkspaceSpec::new("w1", alice, dev).build(Transition::Stop, JobStatus::Succeeded, t("07:00"));
         spec.autostart = Some("CRON_TZ=UTC 0 9 * * *".into());
         spec.next_start_at = Some(t("09:00"));
         world.workspace(spec).await;
@@ -307,9 +306,7 @@ async fn lc_12_new_required_parameter_blocks_autostart_with_an_error_each_tick()
     spec.next_start_at = Some(t("09:00"));
     spec.automatic_updates = AutomaticUpdates::Always;
     world.workspace(spec).await;
-    world
-        .add_version(dev, "v2", vec![ParameterSpec { name: "cpu".into(), required: true, default: None }])
-        .await;
+    world.add_version(dev, "v2", vec![ParameterSpec { name: "cpu".into(), required: true, default: None }]).await;
     world.provisioner_seen().await;
     for minute in ["09:00", "09:01"] {
         world.advance_to(t(minute)).await;
@@ -398,7 +395,10 @@ async fn lc_22_extended_deadline_stops_at_the_new_time() {
     assert_eq!(world.builds_with("w1", BuildReason::Autostop).await.len(), 1);
 }
 
-async fn running_from_ten(world: &mut World, edit: impl FnOnce(&mut Template)) -> (engine::ids::UserId, engine::ids::TemplateId) {
+async fn running_from_ten(
+    world: &mut World,
+    edit: impl FnOnce(&mut Template),
+) -> (engine::ids::UserId, engine::ids::TemplateId) {
     let alice = world.user("alice", UserStatus::Active).await;
     let (dev, _) = world.template("dev", edit).await;
     let mut spec = WorkspaceSpec::new("w1", alice, dev);
@@ -577,7 +577,8 @@ async fn lc_42_unclaimed_prebuild_is_never_touched() {
     running.autostart = Some("CRON_TZ=UTC 0 9 * * *".into());
     running.last_used = Some(t("07:00") - Span::from_days(3));
     world.workspace(running).await;
-    let failed = WorkspaceSpec::new("prebuild-failed", owner, dev).build(Transition::Start, JobStatus::Failed, t("07:00"));
+    let failed =
+        WorkspaceSpec::new("prebuild-failed", owner, dev).build(Transition::Start, JobStatus::Failed, t("07:00"));
     world.workspace(failed).await;
     let before = (world.builds("prebuild-running").await, world.builds("prebuild-failed").await);
     for day in 0..3 {
@@ -641,11 +642,11 @@ async fn lc_46_chat_heartbeats_keep_the_workspace_running() {
             world.provisioner_seen().await;
             let stats = world.replica(0).tick().await;
             assert_eq!(stats.transitions, 0, "stopped at {next_tick}: {stats:?}");
-            next_tick = next_tick + mins(1);
+            next_tick += mins(1);
         }
         world.advance_to(beat).await;
         world.replica(0).api.report_activity(w1, ActivitySource::ChatHeartbeat, beat).await.unwrap();
-        beat = beat + secs(30);
+        beat += secs(30);
     }
     assert!(world.builds_with("w1", BuildReason::Autostop).await.is_empty());
     assert!(world.latest("w1").await.build.deadline.unwrap() > t("12:00"));
@@ -751,17 +752,14 @@ async fn lc_54_crash_right_after_the_reminder_commits_still_delivers_once() {
     let sink = RecordingSink::default();
     world.advance_to(t("16:31")).await;
     world.replica(1).tick().await; // nothing new: the marker is set
-    deliver_due(world.replica(1).store.as_ref(), &sink, world.now(), mins(1), &engine::events::NoEvents)
-        .await
-        .unwrap();
+    deliver_due(world.replica(1).store.as_ref(), &sink, world.now(), mins(1), &engine::events::NoEvents).await.unwrap();
     assert_eq!(sink.delivered.lock().unwrap().len(), 1);
 
     // B: the commit applies but the replica sees the connection drop.
     let world = reminder_world().await;
-    world.server.set_hook(Some(Arc::new(CommitUnknownAfterEnqueue {
-        armed: Default::default(),
-        fired: Default::default(),
-    })));
+    world
+        .server
+        .set_hook(Some(Arc::new(CommitUnknownAfterEnqueue { armed: Default::default(), fired: Default::default() })));
     world.advance_to(t("16:30")).await;
     let stats = world.replica(0).tick().await;
     world.server.set_hook(None);
@@ -769,9 +767,7 @@ async fn lc_54_crash_right_after_the_reminder_commits_still_delivers_once() {
     world.advance_to(t("16:31")).await;
     world.replica(0).tick().await;
     let sink = RecordingSink::default();
-    deliver_due(world.replica(0).store.as_ref(), &sink, world.now(), mins(1), &engine::events::NoEvents)
-        .await
-        .unwrap();
+    deliver_due(world.replica(0).store.as_ref(), &sink, world.now(), mins(1), &engine::events::NoEvents).await.unwrap();
     assert_eq!(sink.delivered.lock().unwrap().len(), 1);
     assert_eq!(world.notifications_of(NotificationKind::AutostopReminder).await.len(), 1);
 }

@@ -211,8 +211,13 @@ impl World {
     }
 
     pub async fn add_version(&self, template: TemplateId, name: &str, parameters: Vec<ParameterSpec>) -> VersionId {
-        let version =
-            TemplateVersion { id: self.ids.next(), template_id: template, name: name.into(), parameters, created_at: self.now() };
+        let version = TemplateVersion {
+            id: self.ids.next(),
+            template_id: template,
+            name: name.into(),
+            parameters,
+            created_at: self.now(),
+        };
         let mut tx = self.tx().await;
         tx.insert_version(&version).await.unwrap();
         let mut t = tx.template(template).await.unwrap().unwrap();

@@ -25,7 +25,7 @@ pub fn ids() -> IdGen {
 
 pub fn user(ids: &mut IdGen, name: &str) -> User {
     User {
-        id: ids.next(),
+        id: ids.next_id(),
         name: name.to_owned(),
         status: UserStatus::Active,
         roles: Roles::default(),
@@ -36,7 +36,7 @@ pub fn user(ids: &mut IdGen, name: &str) -> User {
 
 pub fn template(ids: &mut IdGen, name: &str, active_version_id: VersionId) -> Template {
     Template {
-        id: ids.next(),
+        id: ids.next_id(),
         name: name.to_owned(),
         active_version_id,
         default_ttl: Span::ZERO,
@@ -62,7 +62,7 @@ pub fn version(id: VersionId, template: &Template) -> TemplateVersion {
 
 pub fn workspace(ids: &mut IdGen, owner: UserId, template: &Template, name: &str) -> Workspace {
     Workspace {
-        id: ids.next(),
+        id: ids.next_id(),
         owner_id: owner,
         template_id: template.id,
         name: name.to_owned(),
@@ -86,8 +86,8 @@ pub fn build(
     transition: Transition,
     version: VersionId,
 ) -> (Build, Job) {
-    let build_id = ids.next();
-    let job_id: JobId = ids.next();
+    let build_id = ids.next_id();
+    let job_id: JobId = ids.next_id();
     let created_at = t0() + Span::from_secs(i64::from(number));
     let build = Build {
         id: build_id,
@@ -135,7 +135,7 @@ pub fn notification(user: UserId, key: &str) -> NewNotification {
 }
 
 pub fn notification_id(ids: &mut IdGen) -> NotificationId {
-    ids.next()
+    ids.next_id()
 }
 
 /// A committed world: one user, one template and version, `count` workspaces
@@ -160,7 +160,7 @@ impl World {
 pub async fn seed<S: Store>(store: &S, count: usize) -> World {
     let mut ids = ids();
     let user = user(&mut ids, "alice");
-    let version_id: VersionId = ids.next();
+    let version_id: VersionId = ids.next_id();
     let template = template(&mut ids, "base", version_id);
     let version = version(version_id, &template);
     let mut tx = store.begin(TxOptions::new(Subsystem::Admin)).await.expect("begin seed");

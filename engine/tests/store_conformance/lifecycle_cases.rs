@@ -31,7 +31,7 @@ struct Shape {
 async fn seed_shaped<H: Harness>(h: &H, ids: &mut IdGen, shape: impl FnOnce(&mut Shape)) -> WorkspaceId {
     let name = format!("u{}", ids.next_uuid().simple());
     let user = fixtures::user(ids, &name);
-    let version_id: VersionId = ids.next();
+    let version_id: VersionId = ids.next_id();
     let template = fixtures::template(ids, &name, version_id);
     let workspace = fixtures::workspace(ids, user.id, &template, &name);
     let (build, job) = fixtures::build(ids, &workspace, 1, Transition::Stop, version_id);

@@ -27,7 +27,7 @@ fn t0() -> Timestamp {
 async fn seed(store: &SqliteStore) -> Workspace {
     let mut ids = IdGen::from_seed(1);
     let user = User {
-        id: ids.next(),
+        id: ids.next_id(),
         name: "u".into(),
         status: UserStatus::Active,
         roles: Roles::default(),
@@ -35,9 +35,9 @@ async fn seed(store: &SqliteStore) -> Workspace {
         created_at: t0(),
     };
     let workspace = Workspace {
-        id: ids.next(),
+        id: ids.next_id(),
         owner_id: user.id,
-        template_id: ids.next(),
+        template_id: ids.next_id(),
         name: "w".into(),
         ttl: None,
         autostart: None,

@@ -411,12 +411,17 @@ impl Tx for SqliteTx {
             if keys.is_empty() {
                 Ok(0)
             } else {
-                ops::modify_many::<Workspace>(
-                    &s,
-                    "id IN (SELECT unhex(value) FROM json_each(?3)) AND last_used_at < ?4",
-                    &[ops::ids_json(&keys), ts_value(now)],
-                    |w| Workspace { last_used_at: now, ..w.clone() },
-                )
+                // The predicate keeps the flush monotonic (`last_used_monotonic`);
+                // the mutation drops it, as the reference's bug did.
+                let filter = if crate::mutations::is_on(crate::mutations::Mutation::UsageFlushOverwritesNewer) {
+                    "id IN (SELECT unhex(value) FROM json_each(?3)) AND ?4 IS NOT NULL"
+                } else {
+                    "id IN (SELECT unhex(value) FROM json_each(?3)) AND last_used_at < ?4"
+                };
+                ops::modify_many::<Workspace>(&s, filter, &[ops::ids_json(&keys), ts_value(now)], |w| Workspace {
+                    last_used_at: now,
+                    ..w.clone()
+                })
                 .await
             }
         })
