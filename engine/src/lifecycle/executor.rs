@@ -268,11 +268,17 @@ impl<S: Store> LifecycleExecutor<S> {
                 let (inserted, next_start_at) =
                     insert_next_build(tx, &self.ids, &workspace, &view.template, view.latest.as_ref(), request, now)
                         .await?;
+                let before = workspace.clone();
                 workspace.next_start_at = next_start_at;
                 if let Some(mark) = mark {
                     self.write_mark(tx, &mut workspace, mark, now).await?;
                 }
-                tx.update_workspace(&workspace).await?;
+                // Only a real change touches the workspace row: a needless write
+                // would add a row conflict PostgreSQL would not have, hiding the
+                // races the advisory lock and the build number guard against.
+                if workspace != before {
+                    tx.update_workspace(&workspace).await?;
+                }
                 if let Some((from, to)) = build.auto_update {
                     let from_name = match tx.version(from).await? {
                         Some(version) => version.name,
