@@ -328,6 +328,51 @@ pub(crate) fn expected_one_of(wrong: &str, candidates: &[&str]) -> String {
     }
 }
 
+/// The schema paths of every field written in a scenario text, in order of
+/// appearance (repeats removed); `None` if the text is not YAML. Free-form
+/// mappings (`parameters`) and `{unchecked: ...}` values are not entered.
+pub fn paths_in(text: &str) -> Option<Vec<String>> {
+    use super::yaml::{self, Node, NodeKind};
+    fn walk(node: &Node, path: &str, out: &mut Vec<String>) {
+        match &node.kind {
+            NodeKind::Map(entries) => {
+                if entries.len() == 1 && entries[0].0.scalar() == Some("unchecked") {
+                    return;
+                }
+                for (key, value) in entries {
+                    let Some(key) = key.scalar() else { continue };
+                    let child = match path {
+                        "" => key.to_owned(),
+                        "provisioners.templates" => "provisioners.templates.<template>".to_owned(),
+                        _ => format!("{path}.{key}"),
+                    };
+                    if !out.contains(&child) {
+                        out.push(child.clone());
+                    }
+                    if !child.ends_with(".parameters") || !matches!(value.kind, NodeKind::Map(_)) {
+                        walk(value, &child, out);
+                    }
+                }
+            }
+            NodeKind::Seq(items) => {
+                let item_path = format!("{path}[]");
+                for item in items {
+                    if matches!(item.kind, NodeKind::Scalar { .. }) && accepts(&item_path) && !out.contains(&item_path)
+                    {
+                        out.push(item_path.clone());
+                    }
+                    walk(item, &item_path, out);
+                }
+            }
+            NodeKind::Scalar { .. } => {}
+        }
+    }
+    let root = yaml::parse(text).ok()??;
+    let mut out = Vec::new();
+    walk(&root, "", &mut out);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
