@@ -375,6 +375,28 @@ fn chat_action_rules() {
 }
 
 #[test]
+fn templates_need_a_version() {
+    // Left out, or written with no value: one version `v1`.
+    for versions in ["", "\n      versions:"] {
+        let text = format!("name: t\nrun_for: 1h\nworld:\n  templates:\n    - name: dev{versions}\n");
+        let s = load_str(FILE, &text).unwrap();
+        assert_eq!(s.world.templates[0].active_version().unwrap().name.value, "v1");
+    }
+    assert_errors(
+        "name: t\nrun_for: 1h\nworld:\n  templates:\n    - {name: dev, versions: []}\n",
+        &["5:29: invalid `versions`: expected at least one version (the last one is the active version)"],
+    );
+}
+
+#[test]
+fn errors_compare_with_their_positions() {
+    let a = scenario::LoadError::at(FILE, scenario::Origin::new(1, 1), "x");
+    let b = scenario::LoadError::at(FILE, scenario::Origin::new(2, 1), "x");
+    assert_ne!(a, b);
+    assert_eq!(a, a.clone());
+}
+
+#[test]
 fn library_names_are_unique() {
     let dir = std::env::temp_dir().join(format!("sim-scenario-library-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -72,7 +72,7 @@ impl Spanned<String> {
 
 /// One mistake in one file. `origin` is `None` only for mistakes that have no
 /// place in the file (it cannot be read, a directory holds no scenario).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, Eq, thiserror::Error)]
 pub struct LoadError {
     pub file: String,
     pub origin: Option<Origin>,
@@ -96,6 +96,15 @@ impl LoadError {
     }
 }
 
+impl PartialEq for LoadError {
+    /// Unlike [`Origin`]s alone, errors compare their positions too.
+    fn eq(&self, other: &LoadError) -> bool {
+        self.file == other.file
+            && self.origin.map(Origin::key) == other.origin.map(Origin::key)
+            && self.message == other.message
+    }
+}
+
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.origin {
@@ -116,9 +125,7 @@ impl LoadErrors {
     /// and drops exact repeats.
     pub fn new(mut errors: Vec<LoadError>) -> LoadErrors {
         errors.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        errors.dedup_by(|a, b| {
-            a.file == b.file && a.origin.map(Origin::key) == b.origin.map(Origin::key) && a.message == b.message
-        });
+        errors.dedup_by(|a, b| a == b);
         LoadErrors { errors }
     }
 

@@ -181,10 +181,10 @@ fn parse_template(cx: &mut Cx, node: &Node) -> Option<Template> {
     let name = f.required(cx, "name", reader::name);
     let mut settings = TemplateSettings::default();
     template_changes(cx, &mut f).apply(&mut settings);
-    let versions = match f.take("versions") {
+    let versions = match f.take("versions").filter(|node| !node.is_null()) {
         Some(node) => {
             let items = reader::list(cx, node, "versions");
-            if items.is_empty() && !node.is_null() {
+            if items.is_empty() && matches!(node.kind, NodeKind::Seq(_)) {
                 cx.error(
                     node.origin,
                     "invalid `versions`: expected at least one version (the last one is the active version)",
@@ -192,6 +192,7 @@ fn parse_template(cx: &mut Cx, node: &Node) -> Option<Template> {
             }
             items.into_iter().filter_map(|n| parse_version(cx, n, "world.templates[].versions[]")).collect()
         }
+        // Left out (or written with no value): one version, `v1`, as SCENARIOS.md shows.
         None => vec![Version {
             origin: f.origin(),
             name: Spanned::new("v1".to_owned(), f.origin()),
