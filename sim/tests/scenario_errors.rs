@@ -375,6 +375,17 @@ fn chat_action_rules() {
 }
 
 #[test]
+fn fields_one_level_too_high() {
+    assert_errors(
+        &with_world("timeline:\n  - {at: 1h, store_fault: {kind: error}, for: 5m}\nexpect:\n  - at: 2h\n    builds: {count: 1}\n"),
+        &[
+            "17:42: field `for` goes inside the fault, like `store_fault: {kind: error, for: 5m}`",
+            "19:5: field `at` goes inside the expectation's kind, like `builds: {at: 2h, count: 1}`",
+        ],
+    );
+}
+
+#[test]
 fn templates_need_a_version() {
     // Left out, or written with no value: one version `v1`.
     for versions in ["", "\n      versions:"] {

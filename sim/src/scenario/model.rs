@@ -1023,6 +1023,12 @@ impl Scenario {
         format!("{}:{}:{}", self.file, origin.line, origin.col)
     }
 
+    /// An error at a position of this scenario's file, for mistakes found at
+    /// run time (a reference that resolves to nothing at its instant).
+    pub fn error_at(&self, origin: Origin, message: impl Into<String>) -> super::error::LoadError {
+        super::error::LoadError::at(&self.file, origin, message)
+    }
+
     /// The whole run: `run_for` then `settle`.
     pub fn run_end(&self) -> Span {
         self.run_for + self.settle

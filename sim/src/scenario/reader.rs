@@ -165,6 +165,8 @@ impl<'n> Fields<'n> {
         for entry in self.entries.iter().filter(|e| !e.taken) {
             if accepted.contains(&entry.key) {
                 cx.error(entry.key_origin, format!("field `{}` does not apply here", entry.key));
+            } else if let Some(hint) = misplaced(&self.path, entry.key) {
+                cx.error(entry.key_origin, hint);
             } else {
                 cx.error(
                     entry.key_origin,
@@ -176,6 +178,19 @@ impl<'n> Fields<'n> {
                 );
             }
         }
+    }
+}
+
+/// A message for a field written one level too high.
+fn misplaced(path: &str, key: &str) -> Option<String> {
+    match (path, key) {
+        ("expect[]", "at") => {
+            Some("field `at` goes inside the expectation's kind, like `builds: {at: 2h, count: 1}`".to_owned())
+        }
+        ("timeline[]", "for") => {
+            Some("field `for` goes inside the fault, like `store_fault: {kind: error, for: 5m}`".to_owned())
+        }
+        _ => None,
     }
 }
 
