@@ -24,6 +24,7 @@
 //! `FOR KEY SHARE` could tell, and nothing takes it). Absent: savepoints,
 //! table locks, SERIALIZABLE, session-level advisory locks.
 
+mod audit;
 mod hook;
 mod lifecycle;
 mod locks;
@@ -38,6 +39,7 @@ mod store;
 mod tx;
 mod unique;
 
+pub use audit::{AuditRow, CommitRecord};
 pub use hook::{HookDecision, OpClass, StatementHook, StatementInfo};
 pub use pool::{PoolConfig, PoolStats};
 pub use server::SqliteServer;

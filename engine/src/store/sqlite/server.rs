@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use rusqlite::Connection;
 use tokio::sync::watch;
 
+use super::audit::{self, CommitRecord};
 use super::hook::StatementHook;
 use super::locks::{Acquire, LockMode};
 use super::mvcc::{self, backend, RowKey, Seq, TxId, View};
@@ -39,6 +40,8 @@ const STATEMENT_ROUNDS_MAX: u32 = 100_000;
 pub(crate) struct Inner {
     pub conn: Connection,
     pub reg: Registry,
+    /// The commit log, when enabled (see `audit.rs`).
+    pub audit: Option<Vec<CommitRecord>>,
 }
 
 /// The apply phase's view of the server: SQLite inside a transaction, and the registry.
@@ -94,10 +97,24 @@ impl SqliteServer {
     fn with_connection(conn: Connection, file: bool, clock: SharedClock) -> StoreResult<Arc<SqliteServer>> {
         let (commit_seq, max_tx) = schema::open(&conn, file)?;
         Ok(Arc::new(SqliteServer {
-            inner: Mutex::new(Inner { conn, reg: Registry::new(commit_seq, max_tx) }),
+            inner: Mutex::new(Inner { conn, reg: Registry::new(commit_seq, max_tx), audit: None }),
             clock,
             hook: Mutex::new(None),
         }))
+    }
+
+    /// Starts recording every commit (see [`CommitRecord`]); observers call
+    /// [`SqliteServer::take_commits`] to drain the log.
+    pub fn enable_commit_log(&self) {
+        let mut inner = self.lock();
+        if inner.audit.is_none() {
+            inner.audit = Some(Vec::new());
+        }
+    }
+
+    /// The commits recorded since the last call, oldest first.
+    pub fn take_commits(&self) -> Vec<CommitRecord> {
+        self.lock().audit.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Installs (or removes) the statement hook of the fault layer.
@@ -206,6 +223,13 @@ impl SqliteServer {
                 inner.reg.abort(tx);
                 return Err(error);
             }
+            if inner.audit.is_some() {
+                let rows = audit::read_commit(&inner.conn, &tables, seq);
+                let at = self.clock.now();
+                if let (Some(log), Ok(rows)) = (inner.audit.as_mut(), rows) {
+                    log.push(CommitRecord { seq, at, client, rows });
+                }
+            }
             inner.reg.commit_seq = seq;
             inner.reg.commits_since_vacuum += 1;
         }
@@ -261,7 +285,7 @@ impl SqliteServer {
         inner.reg.check(client, tx)?;
         let view = inner.reg.view(tx)?;
         Self::remove_aborted(&mut inner)?;
-        let Inner { conn, reg } = &mut *inner;
+        let Inner { conn, reg, .. } = &mut *inner;
         conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
         let result = f(&mut ApplyCtx { conn, reg, view });
         match result {

@@ -149,3 +149,31 @@ fn lookups_by_id_and_stamping_use_indexes() {
     let claim = plan("SELECT * FROM provisioner_jobs WHERE status = 'pending' ORDER BY is_prebuild, created_at, id");
     assert!(claim.contains("provisioner_jobs_queue"), "{claim}");
 }
+
+#[tokio::test]
+async fn commit_log_records_each_committed_version_with_its_client() {
+    let (server, a, b) = server();
+    server.enable_commit_log();
+    let workspace = seed(&a).await;
+    // A rolled-back change and a read-only transaction leave no record.
+    let mut tx = b.begin(TxOptions::new(Subsystem::Usage)).await.unwrap();
+    assert_eq!(tx.touch_last_used(&[workspace.id], t0() + Span::from_secs(1)).await.unwrap(), 1);
+    tx.rollback().await.unwrap();
+    let mut tx = b.begin(TxOptions::new(Subsystem::Api)).await.unwrap();
+    tx.workspace(workspace.id).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = b.begin(TxOptions::new(Subsystem::Usage)).await.unwrap();
+    tx.touch_last_used(&[workspace.id], t0() + Span::from_secs(2)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let log = server.take_commits();
+    assert_eq!(log.len(), 2, "{log:#?}");
+    assert_eq!((log[0].client, log[1].client), (a.client_id(), b.client_id()));
+    assert!(log[0].seq < log[1].seq);
+    assert_eq!(log[0].rows.len(), 2, "the user and the workspace");
+    match &log[1].rows[..] {
+        [super::AuditRow::Workspace(w)] => assert_eq!(w.last_used_at, t0() + Span::from_secs(2)),
+        other => panic!("unexpected rows {other:?}"),
+    }
+    assert!(server.take_commits().is_empty(), "taking drains the log");
+}
