@@ -165,3 +165,44 @@ fn random_mutations_never_panic() {
     }
     assert!(rejected > 1000, "the mutations should mostly produce mistakes, got {rejected} rejections");
 }
+
+#[test]
+fn hostile_crons_are_errors_not_panics() {
+    let crons = [
+        "*/0 * * * *",
+        "0 */0 * * *",
+        "0-59/0 * * * *",
+        "99999999999999999999 * * * *",
+        "0 5-1 * * *",
+        "0 0 * * 7-0",
+        "0 0 * * mon-sun/0",
+        "0 0 * * */99999999999",
+        ",,, * * * *",
+        "- - - - -",
+        "/ / / / /",
+        "CRON_TZ= * * * * *",
+        "CRON_TZ=UTC",
+        "CRON_TZ=UTC CRON_TZ=UTC 0 0 * * *",
+        "0 0 * * 1#5",
+        "\u{0}\u{0}\u{0}\u{0}\u{0}",
+    ];
+    for cron in crons {
+        for (field, body) in [("autostart", "workspaces"), ("quiet_hours", "users")] {
+            let quoted = serde_yaml::to_string(cron).unwrap();
+            let text = if body == "users" {
+                format!("name: t\nrun_for: 1h\nworld:\n  users:\n    - name: a\n      {field}: {quoted}")
+            } else {
+                format!(
+                    "name: t\nrun_for: 1h\nworld:\n  users: [{{name: a}}]\n  templates: [{{name: d}}]\n  workspaces:\n    - name: w\n      owner: a\n      template: d\n      {field}: {quoted}"
+                )
+            };
+            // Loading must answer (usually an error), never panic.
+            let _ = load_str("x/t.yaml", &text);
+        }
+        let preset = format!(
+            "name: t\nrun_for: 1h\nworld:\n  templates:\n    - name: d\n      presets:\n        - name: p\n          schedules: {{rules: [{{cron: {}, instances: 1}}]}}\n",
+            serde_yaml::to_string(cron).unwrap().trim()
+        );
+        let _ = load_str("x/t.yaml", &preset);
+    }
+}
