@@ -13,7 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::runtime::SharedClock;
 use crate::store::{StoreError, StoreResult, Subsystem};
-use crate::time::Span;
+use crate::time::{Span, Timestamp};
 
 /// A pool's shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +39,8 @@ pub(crate) struct Pool {
     config: PoolConfig,
     semaphore: Arc<Semaphore>,
     counts: Mutex<PoolStats>,
+    /// When each caller gave up waiting, and for which subsystem.
+    timeouts: Mutex<Vec<(Timestamp, Subsystem)>>,
 }
 
 impl Pool {
@@ -47,12 +49,18 @@ impl Pool {
         Arc::new(Pool {
             semaphore: Arc::new(Semaphore::new(size as usize)),
             counts: Mutex::new(PoolStats { size, ..PoolStats::default() }),
+            timeouts: Mutex::new(Vec::new()),
             config,
         })
     }
 
     pub fn stats(&self) -> PoolStats {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The pool timeouts since the last call: when, and who was waiting.
+    pub fn take_timeouts(&self) -> Vec<(Timestamp, Subsystem)> {
+        std::mem::take(&mut *self.timeouts.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn update(&self, f: impl FnOnce(&mut PoolStats)) {
@@ -74,7 +82,9 @@ impl Pool {
                         permit.map_err(|_| StoreError::connection_lost("pool closed"))?
                     }
                     () = clock.sleep_until(deadline) => {
-                        return Err(StoreError::PoolTimeout { waited_ms: clock.now().since(started_at).as_millis() });
+                        let now = clock.now();
+                        self.timeouts.lock().unwrap_or_else(PoisonError::into_inner).push((now, subsystem));
+                        return Err(StoreError::PoolTimeout { waited_ms: now.since(started_at).as_millis() });
                     }
                 }
             }

@@ -78,6 +78,9 @@ pub struct Registry {
     advisory: AdvisoryLocks,
     /// Aborted transactions whose versions are still on disk.
     aborted_pending: BTreeSet<TxId>,
+    /// Transactions whose connection the server dropped (a database restart):
+    /// their later statements see the connection lost.
+    severed: BTreeSet<TxId>,
 }
 
 impl Registry {
@@ -92,6 +95,7 @@ impl Registry {
             rows: RowLocks::default(),
             advisory: AdvisoryLocks::default(),
             aborted_pending: BTreeSet::new(),
+            severed: BTreeSet::new(),
         }
     }
 
@@ -110,6 +114,17 @@ impl Registry {
 
     /// F12: every open transaction of `client` rolls back at once, its locks go,
     /// its waiters wake; the client stays dead.
+    /// A database restart: every open transaction of every client rolls back
+    /// at once; clients stay connected for new transactions.
+    pub fn sever_all(&mut self) {
+        let txs: Vec<TxId> = self.txs.keys().copied().collect();
+        for tx in txs {
+            self.abort(tx);
+            self.remove(tx);
+            self.severed.insert(tx);
+        }
+    }
+
     pub fn disconnect(&mut self, client: ClientId) {
         self.clients.insert(client, false);
         let txs: Vec<TxId> = self.txs.iter().filter(|(_, e)| e.client == client).map(|(id, _)| *id).collect();
@@ -149,6 +164,9 @@ impl Registry {
     pub fn check(&self, client: ClientId, tx: TxId) -> StoreResult<()> {
         if !self.is_connected(client) {
             return Err(StoreError::connection_lost("client disconnected"));
+        }
+        if self.severed.contains(&tx) {
+            return Err(StoreError::connection_lost("the server closed the connection"));
         }
         match self.txs.get(&tx) {
             Some(entry) if entry.status == Status::Active => Ok(()),

@@ -103,6 +103,14 @@ impl SqliteServer {
         }))
     }
 
+    /// A database restart: every open transaction of every client rolls back
+    /// at once and its later statements see the connection lost; new
+    /// transactions work (the fault layer decides how long the database is
+    /// unreachable).
+    pub fn restart_sessions(&self) {
+        self.lock().reg.sever_all();
+    }
+
     /// Starts recording every commit (see [`CommitRecord`]); observers call
     /// [`SqliteServer::take_commits`] to drain the log.
     pub fn enable_commit_log(&self) {

@@ -32,6 +32,11 @@ impl SqliteStore {
         self.pool.stats()
     }
 
+    /// Every pool timeout since the last call (when, and which subsystem waited).
+    pub fn take_pool_timeouts(&self) -> Vec<(crate::time::Timestamp, crate::store::Subsystem)> {
+        self.pool.take_timeouts()
+    }
+
     pub fn server(&self) -> &Arc<SqliteServer> {
         &self.server
     }
