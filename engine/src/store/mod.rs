@@ -13,6 +13,8 @@
 //! suite (`engine/tests/store_conformance/`) runs against each.
 
 mod error;
+#[cfg(all(feature = "postgres", not(madsim)))]
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
