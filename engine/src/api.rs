@@ -769,10 +769,10 @@ impl<S: Store> Api<S> {
     }
 
     /// A provisioner daemon takes the next job (users' first, oldest first).
-    pub async fn acquire_job(&self, daemon: ProvisionerId, name: &str, now: Timestamp) -> ApiResult<Option<Job>> {
-        let seen = ProvisionerDaemon { id: daemon, name: name.to_owned(), last_seen_at: now };
+    /// Liveness is reported separately ([`Api::provisioner_heartbeat`]), so an
+    /// idle poll writes nothing.
+    pub async fn acquire_job(&self, daemon: ProvisionerId, now: Timestamp) -> ApiResult<Option<Job>> {
         transact!(self, Subsystem::Provisioner, "acquire_job", |tx| async {
-            tx.upsert_provisioner(&seen).await?;
             let job = tx.acquire_job(daemon, now).await?;
             let events =
                 job.iter().map(|job| Event::JobAcquired { job: job.id, workspace: job.workspace_id }).collect();

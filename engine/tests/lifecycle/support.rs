@@ -302,7 +302,7 @@ impl World {
     pub async fn run_jobs(&self, result: JobResult) -> usize {
         let api = &self.replicas[0].api;
         let mut done = 0;
-        while let Some(job) = api.acquire_job(self.provisioner, "prov", self.now()).await.unwrap() {
+        while let Some(job) = api.acquire_job(self.provisioner, self.now()).await.unwrap() {
             api.complete_job(job.id, result.clone(), self.now()).await.unwrap();
             done += 1;
         }

@@ -142,12 +142,8 @@ impl PgHarness {
     /// A fresh database with `options.clients` pools on it, migrated or not.
     pub async fn create(options: HarnessOptions, migrate: bool) -> PgHarness {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let db = format!(
-            "{DB_PREFIX}{}_{}_{}",
-            unix_secs(),
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let db =
+            format!("{DB_PREFIX}{}_{}_{}", unix_secs(), std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         let admin = admin_client(&server_config()).await.expect("connect to the postgresql server");
         drop_stale_databases(&admin).await;
         admin.batch_execute(&format!("CREATE DATABASE \"{db}\"")).await.expect("create the test database");
