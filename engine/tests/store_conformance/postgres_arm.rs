@@ -337,20 +337,15 @@ pg_case! {
         assert_eq!(a.insert_build(&dup, &dup_job).await, unique("workspace_builds_workspace_id_number_key"));
         a.rollback().await.unwrap();
 
-        let cases: Vec<(&str, Box<dyn Fn(&mut fixtures::World) -> Op>)> = vec![
-            ("users_name_key", Box::new(|w| Op::User(fixtures::user(&mut w.ids, "alice")))),
-            ("users_pkey", Box::new(|w| Op::User(engine::model::User { name: "bob".into(), ..w.user.clone() }))),
-            ("templates_name_key", Box::new(|w| {
-                let version = w.version.id;
-                Op::Template(fixtures::template(&mut w.ids, "base", version))
-            })),
-            ("workspaces_owner_id_lower_name_key", Box::new(|w| {
-                let (owner, template) = (w.user.id, w.template.clone());
-                Op::Workspace(fixtures::workspace(&mut w.ids, owner, &template, "WS-0"))
-            })),
+        let twin_template = fixtures::template(&mut w.ids, "base", w.version.id);
+        let twin_workspace = fixtures::workspace(&mut w.ids, w.user.id, &w.template, "WS-0");
+        let cases = vec![
+            ("users_name_key", Op::User(fixtures::user(&mut w.ids, "alice"))),
+            ("users_pkey", Op::User(engine::model::User { name: "bob".into(), ..w.user.clone() })),
+            ("templates_name_key", Op::Template(twin_template)),
+            ("workspaces_owner_id_lower_name_key", Op::Workspace(twin_workspace)),
         ];
-        for (constraint, make) in cases {
-            let op = make(&mut w);
+        for (constraint, op) in cases {
             let mut tx = h.store(0).begin(TxOptions::new(Subsystem::Api)).await.unwrap();
             let result = match &op {
                 Op::User(user) => tx.insert_user(user).await,
@@ -696,11 +691,23 @@ pg_case! {
             }
         }
 
-        // The usage flush of 1,000 workspaces and the activity path's reads and write.
-        let ids: Vec<String> = (1..=1000).map(|w| format!("md5('ws{}')::uuid", w * 37)).collect();
-        let flush_args = format!("ARRAY[{}], {tick}", ids.join(", "));
-        for (mode, nodes) in plans(&admin, "flush", sql::TOUCH_LAST_USED, "uuid[], timestamptz", &flush_args).await {
-            assert_indexed(&format!("touch_last_used ({mode})"), &nodes, &["workspaces"]);
+        // The usage flush. The backend's statements are prepared once per
+        // connection, so after five runs the server may keep a generic plan:
+        // index probes for any batch. A custom plan probes the index for a
+        // typical batch (100); for a full batch of 1,000 (2% of this table)
+        // the planner may price a sequential scan lower, which is printed, not
+        // asserted (see the report of the backend's tests).
+        let flush_args = |count: usize| {
+            let ids: Vec<String> = (1..=count).map(|w| format!("md5('ws{}')::uuid", w * 37)).collect();
+            format!("ARRAY[{}], {tick}", ids.join(", "))
+        };
+        for (mode, nodes) in plans(&admin, "flush_100", sql::TOUCH_LAST_USED, "uuid[], timestamptz", &flush_args(100)).await {
+            assert_indexed(&format!("touch_last_used of 100 ({mode})"), &nodes, &["workspaces"]);
+        }
+        for (mode, nodes) in plans(&admin, "flush_1000", sql::TOUCH_LAST_USED, "uuid[], timestamptz", &flush_args(1000)).await {
+            if mode == "force_generic_plan" {
+                assert_indexed(&format!("touch_last_used of 1000 ({mode})"), &nodes, &["workspaces"]);
+            }
         }
         let ws = "md5('ws4242')::uuid";
         for (mode, nodes) in plans(&admin, "ws_by_id", sql::workspace_by_id(), "uuid", ws).await {

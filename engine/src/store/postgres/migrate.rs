@@ -58,10 +58,12 @@ pub(crate) async fn migrate(conn: &mut PgConnection) -> StoreResult<Vec<i32>> {
         )
         .await
         .map_err(db)?;
-    let rows = client.query("SELECT version, checksum FROM schema_migrations ORDER BY version", &[]).await.map_err(db)?;
+    let rows =
+        client.query("SELECT version, checksum FROM schema_migrations ORDER BY version", &[]).await.map_err(db)?;
     let mut recorded = Vec::with_capacity(rows.len());
     for row in &rows {
-        let version: i32 = row.try_get(0).map_err(|e| StoreError::invalid_data("schema_migrations.version", e.to_string()))?;
+        let version: i32 =
+            row.try_get(0).map_err(|e| StoreError::invalid_data("schema_migrations.version", e.to_string()))?;
         let checksum: i64 =
             row.try_get(1).map_err(|e| StoreError::invalid_data("schema_migrations.checksum", e.to_string()))?;
         recorded.push((version, checksum));

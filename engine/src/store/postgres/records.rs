@@ -272,13 +272,8 @@ pub(crate) fn insert_statement(table: &str, columns: &[&str], first: usize) -> S
 impl RecordSql {
     fn build(table: &str, columns: &[&str]) -> RecordSql {
         let list = column_list(columns, None);
-        let sets = columns
-            .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(i, c)| format!("{c} = ${}", i + 1))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let sets =
+            columns.iter().enumerate().skip(1).map(|(i, c)| format!("{c} = ${}", i + 1)).collect::<Vec<_>>().join(", ");
         RecordSql {
             insert: insert_statement(table, columns, 1),
             update: format!("UPDATE {table} SET {sets} WHERE id = $1"),
@@ -413,13 +408,7 @@ impl PgRecord for TemplateVersion {
     const WHAT: &'static str = "template version";
 
     fn params(&self) -> Vec<Param> {
-        vec![
-            uuid(&self.id.0),
-            uuid(&self.template_id.0),
-            text(&self.name),
-            json(&self.parameters),
-            ts(self.created_at),
-        ]
+        vec![uuid(&self.id.0), uuid(&self.template_id.0), text(&self.name), json(&self.parameters), ts(self.created_at)]
     }
     fn decode(row: &Row, base: usize) -> StoreResult<Self> {
         let mut d = Decoder::new::<Self>(row, base);
@@ -808,6 +797,9 @@ mod tests {
         assert!(sql.insert.ends_with("$12, $13)"));
         assert!(sql.update.starts_with("UPDATE workspaces SET owner_id = $2, template_id = $3,"));
         assert!(sql.update.ends_with("created_at = $13 WHERE id = $1"));
-        assert_eq!(User::sql().by_id, "SELECT id, name, status, roles, quiet_hours, created_at FROM users WHERE id = $1");
+        assert_eq!(
+            User::sql().by_id,
+            "SELECT id, name, status, roles, quiet_hours, created_at FROM users WHERE id = $1"
+        );
     }
 }

@@ -132,9 +132,7 @@ pub(crate) fn build_with_job_select() -> &'static str {
 /// The latest build of a workspace with its job: `$1` workspace id.
 pub fn latest_build() -> &'static str {
     static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
-        format!("{} WHERE b.workspace_id = $1 ORDER BY b.number DESC, b.id LIMIT 1", build_with_job_select())
-    })
+    SQL.get_or_init(|| format!("{} WHERE b.workspace_id = $1 ORDER BY b.number DESC LIMIT 1", build_with_job_select()))
 }
 
 /// Writes every field of a build: `$1`…`$15` its columns in order.

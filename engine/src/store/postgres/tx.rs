@@ -95,6 +95,9 @@ pub struct PgTx {
     /// statement's future was dropped mid-way (cancelled), which aborts; the
     /// statement may still be running on the server.
     in_statement: bool,
+    /// A statement's future was dropped mid-way: its connection may still be
+    /// busy with it, so the transaction ends by dropping the connection.
+    stale: bool,
     _usage: UsageGuard,
 }
 
@@ -147,7 +150,7 @@ impl PgTx {
     /// A transaction on `conn`, whose `BEGIN` has not been sent yet.
     pub(crate) fn new(conn: Pooled, usage: UsageGuard) -> Self {
         let session = SessionId(i64::from(conn.pid));
-        PgTx { held: Held::new(conn), session, state: State::Open, in_statement: false, _usage: usage }
+        PgTx { held: Held::new(conn), session, state: State::Open, in_statement: false, stale: false, _usage: usage }
     }
 
     /// Sends `BEGIN`; on failure the handle (and its connection) is dropped.
@@ -165,10 +168,7 @@ impl PgTx {
 
     /// Statement start: may it run? Returns the connection to run it on.
     fn enter(&mut self) -> StoreResult<&mut PgConnection> {
-        if self.in_statement {
-            self.in_statement = false;
-            self.state = State::Aborted;
-        }
+        self.notice_cancelled();
         match self.state {
             State::Open => {}
             State::Aborted => return Err(StoreError::TransactionAborted),
@@ -184,6 +184,17 @@ impl PgTx {
         }
         self.in_statement = true;
         self.held.get().ok_or_else(lost)
+    }
+
+    /// A statement whose future was dropped mid-way aborts the transaction.
+    fn notice_cancelled(&mut self) {
+        if self.in_statement {
+            self.in_statement = false;
+            self.stale = true;
+            if self.state == State::Open {
+                self.state = State::Aborted;
+            }
+        }
     }
 
     /// Statement end: an error aborts the transaction (F8).
@@ -255,8 +266,8 @@ impl PgTx {
     /// worked. A statement left running by a dropped future is cancelled and
     /// its connection dropped instead (the server rolls back either way).
     async fn end_with_rollback(&mut self) -> StoreResult<()> {
-        if self.in_statement {
-            self.in_statement = false;
+        self.notice_cancelled();
+        if self.stale && self.state != State::Lost {
             if let Some(conn) = self.held.get() {
                 let _ = conn.client.cancel_token().cancel_query(NoTls).await;
             }
@@ -290,7 +301,8 @@ impl Tx for PgTx {
     }
 
     async fn commit(mut self) -> StoreResult<()> {
-        if self.in_statement || self.state == State::Aborted {
+        self.notice_cancelled();
+        if self.state == State::Aborted {
             // PostgreSQL would answer COMMIT of an aborted transaction with a
             // silent ROLLBACK; the caller must hear that nothing committed.
             self.end_with_rollback().await?;
@@ -388,10 +400,8 @@ impl Tx for PgTx {
                 self.list(sql, &[limit(limit_rows)]).await
             }
             Some(after) => {
-                let sql = sql_once!(
-                    "SELECT {} FROM templates WHERE id > $1 ORDER BY id LIMIT $2",
-                    Template::sql().columns
-                );
+                let sql =
+                    sql_once!("SELECT {} FROM templates WHERE id > $1 ORDER BY id LIMIT $2", Template::sql().columns);
                 self.list(sql, &[uuid(&after.0), limit(limit_rows)]).await
             }
         }
@@ -426,10 +436,8 @@ impl Tx for PgTx {
     }
 
     async fn presets_of_version(&mut self, version: VersionId, limit_rows: u32) -> StoreResult<Vec<Preset>> {
-        let sql = sql_once!(
-            "SELECT {} FROM presets WHERE version_id = $1 ORDER BY name, id LIMIT $2",
-            Preset::sql().columns
-        );
+        let sql =
+            sql_once!("SELECT {} FROM presets WHERE version_id = $1 ORDER BY name, id LIMIT $2", Preset::sql().columns);
         self.list(sql, &[uuid(&version.0), limit(limit_rows)]).await
     }
 
@@ -467,10 +475,8 @@ impl Tx for PgTx {
                 self.list(sql, &[limit(limit_rows)]).await
             }
             Some(after) => {
-                let sql = sql_once!(
-                    "SELECT {} FROM workspaces WHERE id > $1 ORDER BY id LIMIT $2",
-                    Workspace::sql().columns
-                );
+                let sql =
+                    sql_once!("SELECT {} FROM workspaces WHERE id > $1 ORDER BY id LIMIT $2", Workspace::sql().columns);
                 self.list(sql, &[uuid(&after.0), limit(limit_rows)]).await
             }
         }
@@ -579,10 +585,8 @@ impl Tx for PgTx {
     }
 
     async fn builds_of_workspace(&mut self, workspace: WorkspaceId, limit_rows: u32) -> StoreResult<Vec<BuildWithJob>> {
-        let sql = sql_once!(
-            "{} WHERE b.workspace_id = $1 ORDER BY b.number DESC, b.id LIMIT $2",
-            sql::build_with_job_select()
-        );
+        let sql =
+            sql_once!("{} WHERE b.workspace_id = $1 ORDER BY b.number DESC LIMIT $2", sql::build_with_job_select());
         self.builds(sql, &[uuid(&workspace.0), limit(limit_rows)]).await
     }
 
@@ -702,8 +706,7 @@ RETURNING {}",
     ) -> StoreResult<Vec<Notification>> {
         match after {
             None => {
-                let sql =
-                    sql_once!("SELECT {} FROM notifications ORDER BY id LIMIT $1", Notification::sql().columns);
+                let sql = sql_once!("SELECT {} FROM notifications ORDER BY id LIMIT $1", Notification::sql().columns);
                 self.list(sql, &[limit(limit_rows)]).await
             }
             Some(after) => {
