@@ -1,6 +1,6 @@
 //! Project automation, one small binary (`cargo xtask <command>`):
 //! `ci` (everything CI runs, stage by stage, timed), `test`, `bench`,
-//! `simulate` (the scenario runner; see SCENARIOS.md).
+//! `simulate` (the scenario runner; see SCENARIOS.md and `sim/README.md`).
 
 use std::process::{Command, ExitCode};
 use std::time::Duration;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+mod simulate;
 mod stages;
 
 #[derive(Parser)]
@@ -32,11 +33,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run scenarios in the deterministic simulator.
-    Simulate {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Run scenarios in the deterministic simulator (see SCENARIOS.md, "Running").
+    Simulate(Box<simulate::Args>),
 }
 
 fn main() -> ExitCode {
@@ -51,7 +49,9 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
-    std::env::set_current_dir(stages::workspace_root()?).context("entering the workspace root")?;
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let root = stages::workspace_root()?;
+    std::env::set_current_dir(&root).context("entering the workspace root")?;
     match cli.command {
         Cmd::Ci => stages::ci().map(|()| ExitCode::SUCCESS),
         Cmd::Test { args } => {
@@ -66,11 +66,7 @@ fn run() -> Result<ExitCode> {
             stages::run_cmd(&mut cmd)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Simulate { args } => {
-            let _ = args;
-            eprintln!("unsupported: the simulator is not built yet");
-            Ok(ExitCode::from(3))
-        }
+        Cmd::Simulate(args) => simulate::run(*args, &cwd, &root),
     }
 }
 

@@ -41,7 +41,16 @@ pub fn ci() -> Result<()> {
     let stages: Vec<(&'static str, Command)> = vec![
         ("fmt", cargo(&["fmt", "--all", "--check"])),
         ("clippy", {
-            let mut cmd = cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--locked", "--", "-D", "warnings"]);
+            let mut cmd = cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ]);
             cmd.env("RUSTFLAGS", "");
             cmd
         }),
