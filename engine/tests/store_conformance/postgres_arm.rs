@@ -91,6 +91,10 @@ pub async fn server_available() -> bool {
         Ok(_) => true,
         Err(error) => {
             let url = server_url();
+            let error = match std::error::Error::source(&error) {
+                Some(cause) => format!("{error}: {cause}"),
+                None => error.to_string(),
+            };
             if std::env::var("CI").is_ok_and(|ci| ci == "true") {
                 panic!("PostgreSQL unreachable at {url} and CI=true: {error}");
             }
@@ -493,6 +497,28 @@ pg_case! {
         let mut c = h.store(0).begin(TxOptions::new(Subsystem::Api)).await.unwrap();
         assert_eq!(c.workspace(w.ws_id(0)).await.unwrap().unwrap().ttl, None, "the cancelled update did not land");
         c.rollback().await.unwrap();
+    }
+}
+
+pg_case! {
+    async fn statement_cancelled_by_the_server_is_cancelled_and_aborts() {
+        let h = harness().await;
+        let w = seed(h.store(0), 1).await;
+        let mut holder = h.store(1).begin(TxOptions::new(Subsystem::Api)).await.unwrap();
+        holder.workspace_for_update(w.ws_id(0)).await.unwrap();
+        let mut a = h.store(0).begin(TxOptions::new(Subsystem::Api)).await.unwrap();
+        let session = a.session_id();
+        let changed = with_ttl(w.ws(0), 3);
+        let (result, ()) = tokio::join!(a.update_workspace(&changed), async {
+            crate::harness::wait_until_blocked(&h, session).await;
+            let admin = admin_on("postgres").await;
+            admin.query("SELECT pg_cancel_backend($1)", &[&i32::try_from(session.0).unwrap()]).await.unwrap();
+        });
+        assert_eq!(result, Err(StoreError::Cancelled), "57014");
+        assert_eq!(a.workspace(w.ws_id(0)).await, Err(StoreError::TransactionAborted));
+        a.rollback().await.unwrap();
+        holder.rollback().await.unwrap();
+        assert_eq!(h.connections_in_use(0), 0);
     }
 }
 

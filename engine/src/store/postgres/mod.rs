@@ -83,7 +83,10 @@ impl PgStore {
         }
         let timeout = pool.acquire_timeout.to_std();
         config.application_name(&pool.application_name);
-        config.connect_timeout(timeout);
+        if !timeout.is_zero() {
+            // Zero would fail every connect at once; the pool's own wait still applies.
+            config.connect_timeout(timeout);
+        }
         // JIT compilation costs more than it saves on these short statements
         // (hundreds of milliseconds on the lifecycle scan's estimated cost).
         let options = match config.get_options() {
