@@ -108,11 +108,13 @@ pub fn run(args: Args, cwd: &Path, root: &Path) -> Result<ExitCode> {
         write_json(&cwd.join(path), &file)?;
     }
     print_results(&results, args.verbose, args.mutation.as_deref(), args.check_determinism);
+    let processes = if plan.len() == results.len() { String::new() } else { format!(", {} processes", plan.len()) };
     println!(
-        "{} runs in {} with {jobs} jobs ({} processes)",
+        "\n{} run{} in {} with {jobs} job{}{processes}",
         results.len(),
+        plural(results.len()),
         crate::format_duration(elapsed),
-        plan.len()
+        plural(jobs)
     );
     if let Some(path) = &args.json {
         println!("results: {}", path.display());
@@ -163,9 +165,9 @@ fn select(args: &Args, cwd: &Path, root: &Path) -> std::result::Result<Vec<Scena
             Err(format!(
                 "{errors}\nerror: {} error{} in {} file{}; nothing ran",
                 errors.len(),
-                if errors.len() == 1 { "" } else { "s" },
+                plural(errors.len()),
                 bad_files.len(),
-                if bad_files.len() == 1 { "" } else { "s" }
+                plural(bad_files.len())
             ))
         }
     }
@@ -205,16 +207,16 @@ fn plan(args: &Args, scenarios: &[Scenario], cwd: &Path) -> std::result::Result<
             outputs.join(", "),
             if outputs.len() == 1 { "s" } else { "" },
             scenarios.len(),
-            if scenarios.len() == 1 { "" } else { "s" },
-            if runs == 1 { "" } else { "s" }
+            plural(scenarios.len()),
+            plural(runs)
         ));
     }
     if args.shrink && (scenarios.len() != 1 || runs != 1) {
         return Err(format!(
             "--shrink minimises one failing run: select exactly one scenario and one seed (selected {} scenario{}, {runs} run{})",
             scenarios.len(),
-            if scenarios.len() == 1 { "" } else { "s" },
-            if runs == 1 { "" } else { "s" }
+            plural(scenarios.len()),
+            plural(runs)
         ));
     }
     if runs == 0 {
@@ -291,7 +293,7 @@ fn print_results(results: &[SeedResult], verbose: bool, mutation: Option<&str>, 
     if failures.is_empty() {
         return;
     }
-    println!("\n{} failing run{}:", failures.len(), if failures.len() == 1 { "" } else { "s" });
+    println!("\n{} failing run{}:", failures.len(), plural(failures.len()));
     for result in failures.iter().take(FAILURES_FULL_MAX) {
         println!();
         print!("{}", results::failure_report(result));
@@ -372,7 +374,7 @@ fn merge(args: &Args, cwd: &Path) -> Result<ExitCode> {
     println!(
         "merged {} file{} ({} results{})",
         args.merge.len(),
-        if args.merge.len() == 1 { "" } else { "s" },
+        plural(args.merge.len()),
         results.len(),
         if shards.is_empty() { String::new() } else { format!("; shards {}", shards.join(", ")) }
     );
@@ -413,10 +415,11 @@ fn shrink(
         anyhow::bail!("the shrunk scenario written to {} does not load", out.display());
     };
     println!(
-        "removed ({} step{}, {} runs, {}):",
+        "shrunk in {} step{} ({} run{}, {}):",
         shrunk.removed.len(),
-        if shrunk.removed.len() == 1 { "" } else { "s" },
+        plural(shrunk.removed.len()),
         shrunk.runs,
+        plural(shrunk.runs as usize),
         crate::format_duration(started.elapsed())
     );
     for what in &shrunk.removed {
@@ -446,4 +449,12 @@ fn shrink(
     );
     println!("replay: {}", confirm.report.replay_command());
     Ok(ExitCode::from(status))
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
