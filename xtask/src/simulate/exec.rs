@@ -33,10 +33,12 @@ pub fn now() -> Instant {
     Instant::now()
 }
 
-/// The `sim` binary: `$SIM_BIN` if set, else built (and the build timed).
-pub fn sim_binary(root: &Path) -> Result<PathBuf> {
+/// The `sim` binary: `$SIM_BIN` if set (a path relative to `cwd`, or a
+/// name looked up in `PATH`), else built (and the build timed).
+pub fn sim_binary(root: &Path, cwd: &Path) -> Result<PathBuf> {
     if let Some(path) = std::env::var_os(SIM_BIN_ENV) {
         let path = PathBuf::from(path);
+        let path = if path.components().count() > 1 { cwd.join(path) } else { path };
         eprintln!("using {SIM_BIN_ENV}={}", path.display());
         return Ok(path);
     }

@@ -57,7 +57,7 @@ pub fn run(args: Args, cwd: &Path, root: &Path) -> Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
-    let sim = exec::sim_binary(root)?;
+    let sim = exec::sim_binary(root, cwd)?;
     let jobs = args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |n| n as usize);
     let started = exec::now();
     let mut progress = Progress::new(plan.len() as u64, "runs");
