@@ -18,14 +18,15 @@ mod lifecycle_cases;
 mod postgres_arm;
 mod sqlite_arm;
 
-/// The default guard of an arm: its backend is always there.
-async fn always() -> bool {
+/// The default guard of an arm: its backend is always there, every case runs.
+async fn always(_case: &str) -> bool {
     true
 }
 
 /// Instantiates every conformance case for one backend: `conformance_cases!(arm, Harness)`,
-/// or `conformance_cases!(arm, Harness, if guard)` where the async fn `guard`
-/// says whether the backend is there (a case returns at once when it is not).
+/// or `conformance_cases!(arm, Harness, if guard)` where the async fn
+/// `guard(case_name)` says whether the case runs (a case returns at once when
+/// it does not: no server, or a case the arm replaces, which it must say loudly).
 macro_rules! conformance_cases {
     ($arm:ident, $harness:ty) => {
         conformance_cases!($arm, $harness, if $crate::always);
@@ -76,7 +77,7 @@ macro_rules! conformance_cases {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    if !$guard().await {
+                    if !$guard(stringify!($case)).await {
                         return;
                     }
                     $crate::harness::bounded(stringify!($case), $crate::$module::$case::<$harness>()).await;
@@ -88,4 +89,4 @@ macro_rules! conformance_cases {
 
 conformance_cases!(sqlite, crate::sqlite_arm::SqliteHarness);
 #[cfg(all(feature = "postgres", not(madsim)))]
-conformance_cases!(postgres, crate::postgres_arm::PgHarness, if crate::postgres_arm::server_available);
+conformance_cases!(postgres, crate::postgres_arm::PgHarness, if crate::postgres_arm::run_shared_case);
