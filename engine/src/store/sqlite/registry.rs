@@ -70,6 +70,8 @@ pub struct Registry {
     pub commit_seq: Seq,
     /// Commits since the last automatic vacuum.
     pub commits_since_vacuum: u64,
+    /// The last commit that wrote into each table.
+    pub table_seq: BTreeMap<Table, Seq>,
     next_tx: TxId,
     next_client: u64,
     clients: BTreeMap<ClientId, bool>,
@@ -88,6 +90,7 @@ impl Registry {
         Registry {
             commit_seq,
             commits_since_vacuum: 0,
+            table_seq: BTreeMap::new(),
             next_tx: max_tx.saturating_add(1),
             next_client: 1,
             clients: BTreeMap::new(),

@@ -188,6 +188,12 @@ pub fn store_commit_seq(conn: &Connection, seq: Seq) -> StoreResult<()> {
 /// simulator), no foreign keys, a statement cache for the emulation's SQL.
 pub fn configure(conn: &Connection, file: bool) -> StoreResult<()> {
     conn.busy_timeout(std::time::Duration::ZERO).map_err(backend)?;
+    // Query planner stability: a cached statement keeps its plan whatever is
+    // bound to it. Without this, SQLite re-prepares a statement whenever a new
+    // value for a `LIMIT ?` or a partial-index term could change its plan,
+    // which made re-parsing SQL most of the emulated store's cost.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(backend)?;
+    conn.set_prepared_statement_cache_capacity(256);
     conn.set_prepared_statement_cache_capacity(256);
     conn.execute_batch("PRAGMA foreign_keys = OFF;").map_err(backend)?;
     if file {

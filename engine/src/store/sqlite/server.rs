@@ -163,6 +163,18 @@ impl SqliteServer {
     }
 
     /// The commit counter (diagnostics and tests).
+    /// The number of the last commit that wrote into `table` (by its SQL
+    /// name), 0 if none since the server opened. Observers use it to skip
+    /// re-reading a table nothing changed.
+    pub fn table_write_seq(&self, table: &str) -> u64 {
+        let inner = self.lock();
+        mvcc::Table::ALL
+            .iter()
+            .find(|t| t.name() == table)
+            .and_then(|t| inner.reg.table_seq.get(t).copied())
+            .unwrap_or(0)
+    }
+
     pub fn commit_seq(&self) -> u64 {
         self.lock().reg.commit_seq
     }
@@ -240,6 +252,9 @@ impl SqliteServer {
             }
             inner.reg.commit_seq = seq;
             inner.reg.commits_since_vacuum += 1;
+            for table in &tables {
+                inner.reg.table_seq.insert(*table, seq);
+            }
         }
         inner.reg.end_committed(tx);
         if inner.reg.commits_since_vacuum >= VACUUM_EVERY_COMMITS {
