@@ -20,7 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Everything CI runs: format, lints, tests (PostgreSQL included), snapshots.
+    /// Everything CI runs: format, lints, tests (PostgreSQL included), snapshots,
+    /// the scenario library (default seeds, determinism checked) and a short sweep.
     Ci,
     /// The test suites (`cargo test --workspace`), with snapshots checked.
     Test {
