@@ -206,7 +206,7 @@ impl Progress {
             bar
         };
         if plain {
-            eprintln!("running {total} {what}");
+            eprintln!("running {total} simulator process{}", if total == 1 { "" } else { "es" });
         }
         Progress { bar, plain: plain.then_some((total, 0)), failed: 0, started: now() }
     }
