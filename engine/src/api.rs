@@ -329,6 +329,7 @@ impl<S: Store> Api<S> {
         let actor = load_user(tx, actor).await?;
         authorize(&actor, &workspace)?;
         let template = load_template(tx, workspace.template_id).await?;
+        let mut events = Vec::new();
 
         if let Some(ttl) = update.ttl {
             let ttl = validate_ttl(ttl)?;
@@ -391,7 +392,7 @@ impl<S: Store> Api<S> {
                             deleting_at: workspace.deleting_at,
                         },
                     };
-                    notify::enqueue(tx, &self.ids, &notification, now, self.events.as_ref()).await?;
+                    notify::enqueue(tx, &self.ids, &notification, now, &mut events).await?;
                 }
                 (false, Some(_)) => {
                     workspace.dormant_at = None;
@@ -402,7 +403,7 @@ impl<S: Store> Api<S> {
             }
         }
         tx.update_workspace(&workspace).await?;
-        Ok((workspace, Vec::new()))
+        Ok((workspace, events))
     }
 
     /// A user creates a workspace and its first start build.
@@ -517,6 +518,7 @@ impl<S: Store> Api<S> {
         }
         tx.update_template(&new).await?;
 
+        let mut events = Vec::new();
         let ttl_reset = ttl_after_template_update(&old, &new);
         let requirement_changed = old.autostop_requirement != new.autostop_requirement;
         let autodelete_changed = old.time_til_dormant_autodelete != new.time_til_dormant_autodelete;
@@ -554,7 +556,7 @@ impl<S: Store> Api<S> {
                                     deleting_at,
                                 },
                             };
-                            notify::enqueue(tx, &self.ids, &notification, now, self.events.as_ref()).await?;
+                            notify::enqueue(tx, &self.ids, &notification, now, &mut events).await?;
                         }
                     }
                 }
@@ -569,7 +571,7 @@ impl<S: Store> Api<S> {
                 break;
             }
         }
-        Ok((new, Vec::new()))
+        Ok((new, events))
     }
 
     /// §5.3 requirement change for one workspace's running build.
@@ -842,6 +844,7 @@ impl<S: Store> Api<S> {
         }
         tx.update_job(&job).await?;
         tx.update_build(&build).await?;
+        let mut events = Vec::new();
 
         if failure.is_none() && build.transition == Transition::Delete {
             workspace.deleted = true;
@@ -857,7 +860,7 @@ impl<S: Store> Api<S> {
                         reason: "dormancy".to_owned(),
                     },
                 };
-                notify::enqueue(tx, &self.ids, &deleted, now, self.events.as_ref()).await?;
+                notify::enqueue(tx, &self.ids, &deleted, now, &mut events).await?;
             }
         }
         if failure.is_some() && build.reason.is_autobuild() {
@@ -872,10 +875,10 @@ impl<S: Store> Api<S> {
                     reason: build.reason,
                 },
             };
-            notify::enqueue(tx, &self.ids, &failed, now, self.events.as_ref()).await?;
+            notify::enqueue(tx, &self.ids, &failed, now, &mut events).await?;
         }
-        let event = Event::JobCompleted { job: job.id, workspace: job.workspace_id, status: job.status };
-        Ok((job, vec![event]))
+        events.push(Event::JobCompleted { job: job.id, workspace: job.workspace_id, status: job.status });
+        Ok((job, events))
     }
 }
 

@@ -30,15 +30,17 @@ pub trait NotificationSink: Send + Sync + 'static {
 pub struct DeliveryError(pub String);
 
 /// Writes `notification` to the outbox in `tx` unless its key is there already.
+/// The event describing it goes to `events`, for the caller to emit once the
+/// transaction committed (a rolled-back row was never written).
 pub async fn enqueue<T: Tx>(
     tx: &mut T,
     ids: &SharedIds,
     notification: &NewNotification,
     now: Timestamp,
-    events: &dyn EventSink,
+    events: &mut Vec<Event>,
 ) -> StoreResult<bool> {
     let inserted = tx.enqueue_notification(ids.next(), notification, now).await?;
-    events.emit(Event::NotificationEnqueued {
+    events.push(Event::NotificationEnqueued {
         kind: notification.kind,
         workspace: notification.workspace_id,
         inserted,

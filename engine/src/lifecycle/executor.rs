@@ -155,8 +155,13 @@ impl<S: Store> LifecycleExecutor<S> {
     /// The mutation's second transaction.
     async fn enqueue_alone(&self, notification: &NewNotification, now: Timestamp) -> StoreResult<()> {
         let mut tx = self.store.begin(TxOptions::new(Subsystem::Lifecycle)).await?;
-        notify::enqueue(&mut tx, &self.ids, notification, now, self.events.as_ref()).await?;
-        tx.commit().await
+        let mut events = Vec::new();
+        notify::enqueue(&mut tx, &self.ids, notification, now, &mut events).await?;
+        tx.commit().await?;
+        for event in events {
+            self.events.emit(event);
+        }
+        Ok(())
     }
 
     async fn decide_and_write(
@@ -241,14 +246,17 @@ impl<S: Store> LifecycleExecutor<S> {
                     if mutations::is_on(Mutation::ReminderEnqueuedAfterCommit) {
                         return Ok(Finish::CommitThenEnqueue(outcome, reminder));
                     }
-                    notify::enqueue(tx, &self.ids, &reminder, now, self.events.as_ref()).await?;
+                    let mut events = Vec::new();
+                    notify::enqueue(tx, &self.ids, &reminder, now, &mut events).await?;
+                    return Ok(Finish::Commit(outcome, events));
                 }
                 Ok(Finish::Commit(outcome, Vec::new()))
             }
             Action::Mark(mark) => {
-                self.write_mark(tx, &mut workspace, mark, now).await?;
+                let mut events = Vec::new();
+                self.write_mark(tx, &mut workspace, mark, now, &mut events).await?;
                 tx.update_workspace(&workspace).await?;
-                Ok(Finish::Commit(WorkspaceOutcome::MarkedDormant, Vec::new()))
+                Ok(Finish::Commit(WorkspaceOutcome::MarkedDormant, events))
             }
             Action::Build { build, mark } => {
                 // e. The provisioner gate: someone must be able to take the job.
@@ -268,10 +276,11 @@ impl<S: Store> LifecycleExecutor<S> {
                 let (inserted, next_start_at) =
                     insert_next_build(tx, &self.ids, &workspace, &view.template, view.latest.as_ref(), request, now)
                         .await?;
+                let mut events = Vec::new();
                 let before = workspace.clone();
                 workspace.next_start_at = next_start_at;
                 if let Some(mark) = mark {
-                    self.write_mark(tx, &mut workspace, mark, now).await?;
+                    self.write_mark(tx, &mut workspace, mark, now, &mut events).await?;
                 }
                 // Only a real change touches the workspace row: a needless write
                 // would add a row conflict PostgreSQL would not have, hiding the
@@ -301,22 +310,22 @@ impl<S: Store> LifecycleExecutor<S> {
                             reason: build.reason,
                         },
                     };
-                    notify::enqueue(tx, &self.ids, &updated, now, self.events.as_ref()).await?;
+                    notify::enqueue(tx, &self.ids, &updated, now, &mut events).await?;
                 }
-                let event = Event::BuildInserted {
+                events.push(Event::BuildInserted {
                     workspace: workspace_id,
                     build: inserted.id,
                     number: inserted.number,
                     transition: inserted.transition,
                     reason: inserted.reason,
                     origin: BuildOrigin::Lifecycle,
-                };
+                });
                 let outcome = WorkspaceOutcome::Transition {
                     transition: inserted.transition,
                     reason: inserted.reason,
                     build: inserted.id,
                 };
-                Ok(Finish::Commit(outcome, vec![event]))
+                Ok(Finish::Commit(outcome, events))
             }
         }
     }
@@ -329,6 +338,7 @@ impl<S: Store> LifecycleExecutor<S> {
         workspace: &mut Workspace,
         mark: DormancyMark,
         now: Timestamp,
+        events: &mut Vec<Event>,
     ) -> StoreResult<()> {
         workspace.dormant_at = Some(mark.dormant_at);
         workspace.deleting_at = mark.deleting_at;
@@ -344,7 +354,7 @@ impl<S: Store> LifecycleExecutor<S> {
                 deleting_at: mark.deleting_at,
             },
         };
-        notify::enqueue(tx, &self.ids, &dormant, now, self.events.as_ref()).await?;
+        notify::enqueue(tx, &self.ids, &dormant, now, events).await?;
         Ok(())
     }
 }

@@ -17,7 +17,8 @@ use crate::time::Timestamp;
 fn build_scan_sql() -> String {
     let (w, b, b2, j, u, t) =
         (visible_sql("w"), visible_sql("b"), visible_sql("b2"), visible_sql("j"), visible_sql("u"), visible_sql("t"));
-    // ?3 tick_at, ?4 prebuilds user, ?5/?6 cursor (NULL: from the start), ?7 limit.
+    // ?3 tick_at, ?4 prebuilds user, ?5/?6 cursor (NULL: from the start), ?7 limit,
+    // ?8 1 only under the `reminder_no_dedupe` mutation (the marker ignored).
     format!(
         "SELECT b.version_id, w.id
 FROM workspaces w
@@ -46,9 +47,9 @@ WHERE {w} AND w.deleted = 0 AND w.owner_id <> ?4
     -- F: the reminder window
     OR (t.autostop_notify > 0 AND b.transition = 'start' AND j.status = 'succeeded' AND (
       (b.deadline > ?3 AND b.deadline <= ?3 + t.autostop_notify
-        AND (b.notified_autostop_deadline IS NULL OR b.notified_autostop_deadline <> b.deadline))
+        AND (?8 = 1 OR b.notified_autostop_deadline IS NULL OR b.notified_autostop_deadline <> b.deadline))
       OR (b.max_deadline > ?3 AND b.max_deadline <= ?3 + t.autostop_notify
-        AND (b.notified_autostop_deadline IS NULL OR b.notified_autostop_deadline <> b.max_deadline))))
+        AND (?8 = 1 OR b.notified_autostop_deadline IS NULL OR b.notified_autostop_deadline <> b.max_deadline))))
   )
 ORDER BY b.version_id, w.id
 LIMIT ?7"
@@ -85,6 +86,7 @@ pub(crate) fn candidates(
         after_version,
         after_workspace,
         Value::Integer(i64::from(limit)),
+        Value::Integer(i64::from(crate::mutations::is_on(crate::mutations::Mutation::ReminderNoDedupe))),
     ]);
     let mut rows = stmt.query(params_from_iter(params)).map_err(backend)?;
     let mut out = Vec::new();
