@@ -8,7 +8,7 @@ use std::sync::Arc;
 use engine::runtime::Clock;
 
 use super::replica;
-use super::world::{lock, World};
+use super::world::{lock, spawn_sim, World};
 use crate::trace::Source;
 
 /// Each replica's skew, when chaos `clock_skew` is set (either sign).
@@ -33,7 +33,7 @@ pub(crate) fn start(world: &Arc<World>) {
     }
     for slot in world.replicas.clone() {
         let world = Arc::downgrade(world);
-        madsim::task::spawn(async move {
+        spawn_sim(async move {
             loop {
                 let Some(w) = world.upgrade() else { return };
                 let purpose = format!("crash_{}", slot.index);

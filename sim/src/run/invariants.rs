@@ -273,7 +273,7 @@ fn reminder_when_due(world: &World, model: &Model, out: &mut Vec<Violation>) {
                 }
             }
         }
-        tick_at = tick_at + interval;
+        tick_at += interval;
     }
 }
 

@@ -59,8 +59,7 @@ const TAIL_LINES: usize = 20;
 pub fn run(scenario: Scenario, seed: u64, options: RunOptions) -> RunOutput {
     let scenario = Arc::new(scenario);
     let unsupported = unsupported(&scenario);
-    let mut config = madsim::Config::default();
-    config.net = Default::default();
+    let config = madsim::Config::default();
     let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, config);
     if let Some(mutation) = options.mutation {
         engine::mutations::set(mutation, true);
@@ -205,7 +204,7 @@ async fn simulate(scenario: Arc<Scenario>, seed: u64) -> Outcome {
     world::lock(&world.provisioner_faults).clear();
     world.note(Source::World, "settle", "faults off", String::new());
     for slot in world.replicas.clone() {
-        if !slot.is_up() && matches!(*world::lock(&slot.state), world::ReplicaState::Down { .. }) {
+        if !slot.is_up() && matches!(*world::lock(&slot.state), world::ReplicaState::Down) {
             replica::restart(&world, &slot, "settle");
         }
     }

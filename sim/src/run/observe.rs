@@ -102,11 +102,6 @@ impl Model {
         self.jobs.get(&id).and_then(|v| as_of(v, t)).map(|v| &v.value)
     }
 
-    /// When a build was first committed, and by whom.
-    pub fn build_created(&self, id: BuildId) -> Option<&Versioned<Build>> {
-        self.builds.get(&id).and_then(|v| v.first())
-    }
-
     /// Every build of a workspace that exists at `t`, by number.
     pub fn builds_of_at(&self, workspace: WorkspaceId, t: Timestamp) -> Vec<BuildWithJob> {
         let mut builds: Vec<BuildWithJob> = self

@@ -22,7 +22,7 @@ use engine::store::{Store, Subsystem, Tx, TxOptions};
 use engine::time::{Span, Timestamp};
 
 use super::replica::ReplicaEvents;
-use super::world::{lock, JobRun, World};
+use super::world::{lock, spawn_sim, JobRun, World};
 use crate::scenario::DurationRange;
 use crate::trace::{Source, Subject};
 
@@ -33,7 +33,8 @@ const COMPLETE_ATTEMPTS_MAX: u32 = 120;
 
 struct Shared {
     world: Weak<World>,
-    api: Arc<Api<SqliteStore>>,
+    /// One API per worker, so the trace names the worker that acted.
+    apis: Vec<Arc<Api<SqliteStore>>>,
     store: Arc<SqliteStore>,
     adopt: Mutex<VecDeque<JobId>>,
 }
@@ -55,13 +56,17 @@ pub(crate) fn start(world: &Arc<World>, running_jobs: Vec<JobId>) {
     }));
     world.faults.exempt(store.client_id());
     *lock(&world.provisioner_client) = Some(store.client_id());
-    let events = Arc::new(ReplicaEvents { world: Arc::downgrade(world), source: Source::Provisioner(0) });
     let ids = SharedIds::new(IdGen::for_purpose(world.seed, "provisioners"));
     let usage = Arc::new(UsageTracker::new(store.clone(), Arc::new(NoEvents)));
-    let api = Arc::new(Api::new(store.clone(), ids, events, usage));
+    let apis = (0..count.max(1))
+        .map(|index| {
+            let events = Arc::new(ReplicaEvents { world: Arc::downgrade(world), source: Source::Provisioner(index) });
+            Arc::new(Api::new(store.clone(), ids.clone(), events, usage.clone()))
+        })
+        .collect();
     let shared = Arc::new(Shared {
         world: Arc::downgrade(world),
-        api,
+        apis,
         store,
         adopt: Mutex::new(running_jobs.into_iter().collect()),
     });
@@ -85,7 +90,7 @@ async fn seen_loop(shared: Arc<Shared>, count: u32) {
         let Some(world) = shared.world.upgrade() else { return };
         if !offline(&world) {
             for index in 0..count {
-                let _ = shared.api.provisioner_heartbeat(daemon_id(index), &format!("p{index}"), world.now()).await;
+                let _ = shared.apis[0].provisioner_heartbeat(daemon_id(index), &format!("p{index}"), world.now()).await;
             }
         }
         let next = world.now() + SEEN_INTERVAL;
@@ -112,7 +117,7 @@ async fn worker(shared: Arc<Shared>, index: u32) {
         } else if idle_at_seq == Some(seq) {
             None
         } else {
-            match shared.api.acquire_job(daemon_id(index), world.now()).await {
+            match shared.apis[index as usize].acquire_job(daemon_id(index), world.now()).await {
                 Ok(None) => {
                     idle_at_seq = Some(seq);
                     None
@@ -181,7 +186,7 @@ async fn run_job(shared: &Shared, world: &Arc<World>, index: u32, job: Job) {
         if fails { JobResult::Failed { error: "simulated build failure".into() } } else { JobResult::Succeeded };
     let mut finished = None;
     for _ in 0..COMPLETE_ATTEMPTS_MAX {
-        match shared.api.complete_job(job.id, result.clone(), world.now()).await {
+        match shared.apis[index as usize].complete_job(job.id, result.clone(), world.now()).await {
             Ok(done) => {
                 finished = Some(done);
                 break;
@@ -197,8 +202,9 @@ async fn run_job(shared: &Shared, world: &Arc<World>, index: u32, job: Job) {
     let Some(done) = finished else { return };
     if done.status == JobStatus::Succeeded && !job.is_prebuild && is_start(shared, &done).await {
         let after = world.scenario.settings.agent_ready_after;
-        let (world_ref, api, workspace) = (Arc::downgrade(world), shared.api.clone(), job.workspace_id);
-        madsim::task::spawn(async move {
+        let (world_ref, api, workspace) =
+            (Arc::downgrade(world), shared.apis[index as usize].clone(), job.workspace_id);
+        spawn_sim(async move {
             let Some(world) = world_ref.upgrade() else { return };
             let ready_at: Timestamp = world.now() + after;
             let clock = world.clock.clone();

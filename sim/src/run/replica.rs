@@ -104,18 +104,12 @@ async fn incarnation(world: Arc<World>, slot: Arc<ReplicaSlot>) {
         Ok(engine) => engine,
         Err(error) => {
             world.note(Source::Replica(index), "refused", "engine did not start", error.to_string());
-            *lock(&slot.state) = ReplicaState::Down { crashed: false };
+            *lock(&slot.state) = ReplicaState::Down;
             return;
         }
     };
     let (stop, stopped) = oneshot::channel();
-    *lock(&slot.state) = ReplicaState::Up(Incarnation {
-        number,
-        store,
-        api: engine.api().clone(),
-        stop: Some(stop),
-        live_tasks: live.clone(),
-    });
+    *lock(&slot.state) = ReplicaState::Up(Incarnation { store, api: engine.api().clone(), stop: Some(stop) });
     world.note(Source::Replica(index), "up", format!("incarnation {number}"), format!("skew {}", slot.clock.skew()));
 
     // Until a graceful shutdown is asked for (a crash drops this future).
@@ -132,7 +126,7 @@ async fn incarnation(world: Arc<World>, slot: Arc<ReplicaSlot>) {
             message: format!("{left} task(s) of replica {index} still alive after its graceful shutdown returned"),
         });
     }
-    *lock(&slot.state) = ReplicaState::Down { crashed: false };
+    *lock(&slot.state) = ReplicaState::Down;
     let how = if report.cancelled { "cancelled at the timeout" } else { "clean" };
     world.note(Source::Replica(index), "down", "graceful shutdown", how.to_owned());
 }
@@ -158,7 +152,7 @@ pub(crate) fn crash(world: &World, slot: &ReplicaSlot) -> bool {
     let client = match &*lock(&slot.state) {
         ReplicaState::Up(incarnation) => Some(incarnation.store.client_id()),
         ReplicaState::Starting | ReplicaState::Stopping => None,
-        ReplicaState::Down { .. } => return false,
+        ReplicaState::Down => return false,
     };
     if let Some(node) = lock(&slot.node).as_ref() {
         madsim::runtime::Handle::current().kill(node.id());
@@ -166,14 +160,14 @@ pub(crate) fn crash(world: &World, slot: &ReplicaSlot) -> bool {
     if let Some(client) = client {
         world.server.disconnect_client(client);
     }
-    *lock(&slot.state) = ReplicaState::Down { crashed: true };
+    *lock(&slot.state) = ReplicaState::Down;
     world.note(Source::Replica(slot.index), "crash", "killed", String::new());
     true
 }
 
 /// Starts a stopped replica again (a fresh incarnation, fresh offset).
 pub(crate) fn restart(world: &World, slot: &ReplicaSlot, why: &str) -> bool {
-    if !matches!(*lock(&slot.state), ReplicaState::Down { .. }) {
+    if !matches!(*lock(&slot.state), ReplicaState::Down) {
         return false;
     }
     *lock(&slot.state) = ReplicaState::Starting;

@@ -67,10 +67,6 @@ impl Rngs {
         Some(Span::from_micros((hours * 3_600_000_000.0).min(i64::MAX as f64 / 2.0) as i64))
     }
 
-    pub fn u64(&mut self, purpose: &str) -> u64 {
-        self.stream(purpose).random()
-    }
-
     /// A signed skew drawn from `[min, max]` with a random sign.
     pub fn skew(&mut self, purpose: &str, range: DurationRange) -> Span {
         let magnitude = self.span(purpose, range);

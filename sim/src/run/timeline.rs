@@ -19,7 +19,7 @@ use super::faults::ActiveFault;
 use super::load::{parameter_specs, SIM_ADMIN};
 use super::replica;
 use super::sink::SinkFault;
-use super::world::{lock, ProvisionerFaultWindow, ReplicaSlot, World};
+use super::world::{lock, spawn_sim, ProvisionerFaultWindow, ReplicaSlot, World};
 use crate::scenario::{Action, ReplicaRef, ReplicaTarget, StoreFaultKind, TimelineEntry};
 use crate::trace::{Source, Subject};
 
@@ -28,7 +28,7 @@ pub(crate) fn start(world: &Arc<World>) {
     let mut entries: Vec<(usize, TimelineEntry)> = world.scenario.timeline.iter().cloned().enumerate().collect();
     entries.sort_by_key(|(index, entry)| (entry.at, *index));
     let weak = Arc::downgrade(world);
-    madsim::task::spawn(async move {
+    spawn_sim(async move {
         for (_, entry) in entries {
             let Some(world) = weak.upgrade() else { return };
             let at = world.start + entry.at;
@@ -39,7 +39,7 @@ pub(crate) fn start(world: &Arc<World>) {
             }
             let Some(world) = weak.upgrade() else { return };
             let weak_world = Arc::downgrade(&world);
-            madsim::task::spawn(async move {
+            spawn_sim(async move {
                 if let Some(world) = weak_world.upgrade() {
                     execute(world, entry).await;
                 }
@@ -472,7 +472,7 @@ fn down() -> ApiError {
 /// they come free (at most `connections`) and holds them until `until`.
 fn hog(world: &Arc<World>, slot: Arc<ReplicaSlot>, connections: u32, until: Timestamp) {
     let weak = Arc::downgrade(world);
-    madsim::task::spawn(async move {
+    spawn_sim(async move {
         let mut held = Vec::new();
         loop {
             let Some(world) = weak.upgrade() else { return };

@@ -6,7 +6,6 @@
 //! `.await`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use engine::api::Api;
@@ -21,6 +20,17 @@ use super::rng::Rngs;
 use super::sink::SimSink;
 use crate::scenario::{DurationRange, Scenario};
 use crate::trace::{Names, Source, Subject, Trace, TraceEvent};
+
+/// Starts a task of the simulator itself (timeline, chaos, agents) on the
+/// current madsim node. The engine's tasks never come here: they go through
+/// the replica's counting spawner.
+#[allow(clippy::disallowed_methods)] // the simulator's runtime edge
+pub(crate) fn spawn_sim<F>(future: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    drop(madsim::task::spawn(future));
+}
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -39,11 +49,9 @@ pub struct Violation {
 
 /// A running incarnation of a replica.
 pub(crate) struct Incarnation {
-    pub number: u32,
     pub store: Arc<SqliteStore>,
     pub api: Arc<Api<SqliteStore>>,
     pub stop: Option<oneshot::Sender<()>>,
-    pub live_tasks: Arc<AtomicUsize>,
 }
 
 pub(crate) enum ReplicaState {
@@ -53,9 +61,7 @@ pub(crate) enum ReplicaState {
     /// Graceful shutdown in progress.
     Stopping,
     /// Stopped gracefully (`shutdown`) or crashed.
-    Down {
-        crashed: bool,
-    },
+    Down,
 }
 
 pub(crate) struct ReplicaSlot {
