@@ -33,11 +33,16 @@ struct Stage {
     seconds: f64,
 }
 
+/// The madsim build of the simulator, as `ci` builds it.
+const SIM_BIN_PATH: &str = "target/sim/release/sim";
+
 /// Everything CI checks, in order, failing fast; prints each stage's time.
 #[allow(clippy::disallowed_methods)] // xtask times real stages with the wall clock
 pub fn ci() -> Result<()> {
     let mut done: Vec<Stage> = Vec::new();
     let total = Instant::now();
+    let ci_env = std::env::var("CI").unwrap_or_else(|_| "true".to_owned());
+    let madsim = "target.'cfg(all())'.rustflags = ['--cfg', 'madsim']";
     let stages: Vec<(&'static str, Command)> = vec![
         ("fmt", cargo(&["fmt", "--all", "--check"])),
         ("clippy", {
@@ -54,17 +59,48 @@ pub fn ci() -> Result<()> {
             cmd.env("RUSTFLAGS", "");
             cmd
         }),
+        // The simulator's own code compiles only under `--cfg madsim`.
+        ("sim-clippy", {
+            let mut cmd = cargo(&[
+                "clippy",
+                "--release",
+                "-p",
+                "sim",
+                "--all-targets",
+                "--locked",
+                "--config",
+                madsim,
+                "--",
+                "-D",
+                "warnings",
+            ]);
+            cmd.env("CARGO_TARGET_DIR", "target/sim").env("RUSTFLAGS", "");
+            cmd
+        }),
+        ("sim-build", {
+            let mut cmd = cargo(&["build", "--release", "-p", "sim", "--bin", "sim", "--locked", "--config", madsim]);
+            cmd.env("CARGO_TARGET_DIR", "target/sim").env("RUSTFLAGS", "");
+            cmd
+        }),
         ("test", {
             // The `mutations` feature only adds switches that are off unless a test
             // turns one on; the tests that prove a mutation is caught need it.
             let mut cmd = cargo(&["test", "--workspace", "--locked", "--features", "engine/mutations"]);
-            cmd.env("INSTA_UPDATE", "no").env("CI", std::env::var("CI").unwrap_or_else(|_| "true".to_owned()));
+            cmd.env("INSTA_UPDATE", "no").env("CI", &ci_env).env("SIM_BIN", SIM_BIN_PATH);
             cmd
         }),
         // The scenario library at its default seeds, each seed twice in fresh
         // processes (trace hashes compared), then a short sweep.
-        ("simulate", simulate(&["--check-determinism"])?),
-        ("sweep", simulate(&["--sweep", SWEEP_SEEDS])?),
+        ("simulate", {
+            let mut cmd = simulate(&["--check-determinism"])?;
+            cmd.env("SIM_BIN", SIM_BIN_PATH);
+            cmd
+        }),
+        ("sweep", {
+            let mut cmd = simulate(&["--sweep", SWEEP_SEEDS])?;
+            cmd.env("SIM_BIN", SIM_BIN_PATH);
+            cmd
+        }),
     ];
     for (name, mut cmd) in stages {
         eprintln!("==> stage {name}");

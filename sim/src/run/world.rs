@@ -188,14 +188,23 @@ impl World {
         self.record(source, kind, Vec::new(), stable.into(), detail.into());
     }
 
+    /// Records a violation, in the trace at the instant it happened (after
+    /// the events of that instant), even when a checker finds it at the end.
     pub fn violation(&self, violation: Violation) {
-        self.record(
-            Source::World,
-            "violation",
-            violation.objects.iter().map(|o| Subject::Name(o.clone())).collect(),
-            violation.invariant.to_owned(),
-            violation.message.clone(),
-        );
+        let source = violation.replica.map_or(Source::World, Source::Replica);
+        let event = TraceEvent {
+            at: violation.at,
+            source,
+            kind: "violation",
+            subject: violation.objects.iter().map(|o| Subject::Name(o.clone())).collect(),
+            detail: violation.message.clone(),
+            stable: violation.invariant.to_owned(),
+        };
+        {
+            let mut trace = lock(&self.trace);
+            let position = trace.events.partition_point(|e| e.at <= violation.at);
+            trace.events.insert(position, event);
+        }
         lock(&self.violations).push(violation);
     }
 
