@@ -18,6 +18,7 @@ mod invariants;
 mod load;
 mod observe;
 mod provisioner;
+mod pubsub;
 mod replica;
 mod rng;
 mod sink;
@@ -129,6 +130,7 @@ async fn simulate(scenario: Arc<Scenario>, seed: u64) -> Outcome {
     ));
     server.set_hook(Some(faults.clone()));
     let sink = Arc::new(sink::SimSink::new(scenario.chaos.notification_failure_rate));
+    let pubsub = Arc::new(pubsub::SimPubSub::new(scenario.chaos.pubsub_drop_rate, scenario.chaos.pubsub_delay));
     let replicas = (0..scenario.replicas)
         .map(|index| {
             Arc::new(world::ReplicaSlot {
@@ -152,6 +154,7 @@ async fn simulate(scenario: Arc<Scenario>, seed: u64) -> Outcome {
         registry: Mutex::new(world::Registry::default()),
         faults: faults.clone(),
         sink: sink.clone(),
+        pubsub: pubsub.clone(),
         replicas,
         violations: Mutex::new(Vec::new()),
         jobs: Mutex::new(Vec::new()),
@@ -167,6 +170,7 @@ async fn simulate(scenario: Arc<Scenario>, seed: u64) -> Outcome {
     });
     faults.attach(&world);
     sink.attach(&world);
+    pubsub.attach(&world);
 
     // The world, written by a client of its own (exempt from faults).
     let loader =
@@ -201,6 +205,7 @@ async fn simulate(scenario: Arc<Scenario>, seed: u64) -> Outcome {
     clock.sleep_until(settle_at).await;
     faults.clear();
     sink.clear();
+    pubsub.clear();
     world::lock(&world.provisioner_faults).clear();
     world.note(Source::World, "settle", "faults off", String::new());
     for slot in world.replicas.clone() {

@@ -101,6 +101,10 @@ async fn seen_loop(shared: Arc<Shared>, count: u32) {
 }
 
 async fn worker(shared: Arc<Shared>, index: u32) {
+    let wake = match shared.world.upgrade() {
+        Some(world) => world.pubsub.subscribe(),
+        None => return,
+    };
     // The last write to the jobs table when a poll found nothing: until the
     // table changes another poll would find nothing again, so it is skipped
     // (the result is the same; only the simulation's cost differs).
@@ -131,7 +135,11 @@ async fn worker(shared: Arc<Shared>, index: u32) {
             None => {
                 let next = world.now() + POLL_INTERVAL;
                 drop(world);
-                clock.sleep_until(next).await;
+                tokio::select! {
+                    biased;
+                    () = wake.notified() => {}
+                    () = clock.sleep_until(next) => {}
+                }
             }
         }
     }

@@ -187,8 +187,14 @@ pub(crate) struct ReplicaEvents {
 impl EventSink for ReplicaEvents {
     fn emit(&self, event: Event) {
         let Some(world) = self.world.upgrade() else { return };
-        let Some((kind, subject, stable, detail)) = describe(&event) else { return };
-        world.record(self.source, kind, subject, stable, detail);
+        let job_available = matches!(event, Event::BuildInserted { .. });
+        if let Some((kind, subject, stable, detail)) = describe(&event) {
+            world.record(self.source, kind, subject, stable, detail);
+        }
+        // After a build commits, its replica tells the provisioners.
+        if job_available {
+            world.pubsub.publish(self.source);
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use engine::time::{Span, Timestamp};
 
 use super::faults::ActiveFault;
 use super::load::{parameter_specs, SIM_ADMIN};
+use super::pubsub::PubsubFault;
 use super::replica;
 use super::sink::SinkFault;
 use super::world::{lock, spawn_sim, ProvisionerFaultWindow, ReplicaSlot, World};
@@ -401,8 +402,10 @@ async fn execute(world: Arc<World>, entry: TimelineEntry) {
             );
             hog(&world, slot, connections, until);
         }
-        Action::PubsubFault { kind, duration, .. } => {
-            world.note(Source::World, "fault", format!("pubsub {kind}"), format!("for {duration} (no pubsub in use)"));
+        Action::PubsubFault { kind, rate, delay, duration } => {
+            let now = world.now();
+            world.pubsub.add_fault(PubsubFault { kind, rate, delay, from: now, until: now + duration });
+            world.note(Source::World, "fault", format!("pubsub {kind}"), format!("rate {rate} for {duration}"));
         }
         Action::NotificationFault { rate, duration } => {
             let now = world.now();

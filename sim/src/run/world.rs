@@ -136,6 +136,7 @@ pub(crate) struct World {
     pub registry: Mutex<Registry>,
     pub faults: Arc<FaultLayer>,
     pub sink: Arc<SimSink>,
+    pub pubsub: Arc<super::pubsub::SimPubSub>,
     pub replicas: Vec<Arc<ReplicaSlot>>,
     pub violations: Mutex<Vec<Violation>>,
     pub jobs: Mutex<Vec<JobRun>>,
