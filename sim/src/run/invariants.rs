@@ -300,11 +300,17 @@ fn notifications_delivered(world: &World, model: &Model, out: &mut Vec<Violation
 
 fn deadline_within_max(world: &World, model: &Model, out: &mut Vec<Violation>) {
     for versions in model.builds.values() {
-        for version in versions {
+        for (index, version) in versions.iter().enumerate() {
             if model.seeded(version.client) {
                 continue;
             }
             let build = &version.value;
+            // Judge only what the engine wrote: a version carrying a seeded
+            // deadline and max unchanged (a marker update, say) is not judged.
+            let previous = index.checked_sub(1).map(|i| &versions[i].value);
+            if previous.is_some_and(|p| p.deadline == build.deadline && p.max_deadline == build.max_deadline) {
+                continue;
+            }
             if let (Some(deadline), Some(max)) = (build.deadline, build.max_deadline) {
                 if deadline > max {
                     out.push(violation(
