@@ -142,6 +142,14 @@ pub struct NewWorkspace {
     pub automatic_updates: AutomaticUpdates,
 }
 
+/// A workspace with its latest build and that build's job, as stored (what
+/// [`Api::workspace`] reads for a host's API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceState {
+    pub workspace: Workspace,
+    pub latest: Option<BuildWithJob>,
+}
+
 /// How a provisioner job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobResult {
@@ -204,6 +212,39 @@ impl<S: Store> Api<S> {
 
     pub fn store(&self) -> &Arc<S> {
         &self.store
+    }
+
+    // ---- reads -------------------------------------------------------------------
+
+    /// Reads a workspace (a deleted one too, with `deleted` set) and its latest
+    /// build in one read-only snapshot. Unknown ids are refused as not found.
+    pub async fn workspace(&self, workspace: WorkspaceId) -> ApiResult<WorkspaceState> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = async {
+                let mut tx = self.store.begin(TxOptions::read_only(Subsystem::Api)).await?;
+                let read = async {
+                    let Some(found) = tx.workspace(workspace).await? else { return Ok(None) };
+                    let latest = tx.latest_build(workspace).await?;
+                    Ok::<_, StoreError>(Some(WorkspaceState { workspace: found, latest }))
+                }
+                .await;
+                let _ = tx.rollback().await;
+                read
+            }
+            .await;
+            match result {
+                Ok(Some(state)) => break Ok(state),
+                Ok(None) => {
+                    let refusal = Refusal::NotFound { what: format!("workspace {workspace}") };
+                    self.events.emit(Event::Refused { action: "workspace", reason: refusal.to_string() });
+                    break Err(ApiError::refused(refusal));
+                }
+                Err(error) if error.is_retryable() && attempt < API_ATTEMPTS_MAX => continue,
+                Err(error) => break Err(ApiError::Store(error)),
+            }
+        }
     }
 
     // ---- users' workspace actions ----------------------------------------------

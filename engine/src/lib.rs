@@ -8,6 +8,8 @@
 
 pub mod api;
 pub mod builds;
+#[cfg(all(feature = "daemon", not(madsim)))]
+pub mod daemon;
 pub mod engine;
 pub mod events;
 pub mod hash;
