@@ -27,36 +27,15 @@ pub async fn seed_fleet(size: u32) -> Fleet {
         Arc::new(server.client(PoolConfig { size: 10, acquire_timeout: Span::from_secs(5), label: "bench".into() }));
     let ids = SharedIds::new(IdGen::from_seed(3));
     let mut tx = store.begin(TxOptions::new(Subsystem::Admin)).await.expect("begin");
-    let owner = User {
-        id: ids.next(),
-        name: "alice".into(),
-        status: UserStatus::Active,
-        roles: Roles::default(),
-        quiet_hours: String::new(),
-        created_at: start,
-    };
+    let owner = User::new(ids.next(), "alice", start);
     tx.insert_user(&owner).await.expect("user");
     let template_id = ids.next();
     let version =
         TemplateVersion { id: ids.next(), template_id, name: "v1".into(), parameters: Vec::new(), created_at: start };
     let template = Template {
-        id: template_id,
-        name: "dev".into(),
-        active_version_id: version.id,
         default_ttl: Span::from_hours(8),
-        activity_bump: Span::from_hours(1),
         autostop_notify: Span::from_mins(30),
-        failure_ttl: Span::ZERO,
-        time_til_dormant: Span::ZERO,
-        time_til_dormant_autodelete: Span::ZERO,
-        allow_user_autostart: true,
-        allow_user_autostop: true,
-        autostart_days: WeekdaySet::ALL,
-        autostop_requirement: AutostopRequirement::default(),
-        require_active_version: false,
-        deprecated: false,
-        deleted: false,
-        created_at: start,
+        ..Template::new(template_id, "dev", version.id, start)
     };
     tx.insert_template(&template).await.expect("template");
     tx.insert_version(&version).await.expect("version");

@@ -263,6 +263,18 @@ pub struct User {
 }
 
 impl User {
+    /// An active user with no roles and the default quiet hours.
+    pub fn new(id: UserId, name: impl Into<String>, created_at: Timestamp) -> User {
+        User {
+            id,
+            name: name.into(),
+            status: UserStatus::Active,
+            roles: Roles::default(),
+            quiet_hours: String::new(),
+            created_at,
+        }
+    }
+
     pub fn is_prebuilds(&self) -> bool {
         self.id == PREBUILDS_USER_ID
     }
@@ -318,6 +330,39 @@ pub struct Template {
     pub deprecated: bool,
     pub deleted: bool,
     pub created_at: Timestamp,
+}
+
+impl Template {
+    /// A template with the documented defaults (SCENARIOS.md's `world.templates`):
+    /// no default ttl, a 1h activity bump, no reminder, no failure ttl, no
+    /// dormancy or auto-delete, user autostart and autostop allowed every day,
+    /// no autostop requirement.
+    pub fn new(
+        id: TemplateId,
+        name: impl Into<String>,
+        active_version_id: VersionId,
+        created_at: Timestamp,
+    ) -> Template {
+        Template {
+            id,
+            name: name.into(),
+            active_version_id,
+            default_ttl: Span::ZERO,
+            activity_bump: Span::from_hours(1),
+            autostop_notify: Span::ZERO,
+            failure_ttl: Span::ZERO,
+            time_til_dormant: Span::ZERO,
+            time_til_dormant_autodelete: Span::ZERO,
+            allow_user_autostart: true,
+            allow_user_autostop: true,
+            autostart_days: WeekdaySet::ALL,
+            autostop_requirement: AutostopRequirement::default(),
+            require_active_version: false,
+            deprecated: false,
+            deleted: false,
+            created_at,
+        }
+    }
 }
 
 /// A parameter a template version declares.

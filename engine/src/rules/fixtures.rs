@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use crate::ids::{BuildId, JobId, TemplateId, UserId, VersionId, WorkspaceId};
 use crate::model::{
-    AutomaticUpdates, AutostopRequirement, Build, BuildReason, BuildWithJob, Job, JobStatus, ParameterSpec, Parameters,
-    Roles, Template, TemplateVersion, Transition, User, UserStatus, Weekday, WeekdaySet, Workspace,
+    AutomaticUpdates, Build, BuildReason, BuildWithJob, Job, JobStatus, ParameterSpec, Parameters, Template,
+    TemplateVersion, Transition, User, Weekday, WeekdaySet, Workspace,
 };
 use crate::rules::lifecycle::LifecycleView;
 use crate::time::{Span, Timestamp};
@@ -47,36 +47,11 @@ pub(crate) fn weekdays(days: &[Weekday]) -> WeekdaySet {
 }
 
 pub(crate) fn user() -> User {
-    User {
-        id: OWNER,
-        name: "alice".into(),
-        status: UserStatus::Active,
-        roles: Roles::default(),
-        quiet_hours: String::new(),
-        created_at: ts("2025-01-01T00:00:00Z"),
-    }
+    User::new(OWNER, "alice", ts("2025-01-01T00:00:00Z"))
 }
 
 pub(crate) fn template() -> Template {
-    Template {
-        id: TEMPLATE,
-        name: "dev".into(),
-        active_version_id: V1,
-        default_ttl: Span::ZERO,
-        activity_bump: hours(1),
-        autostop_notify: Span::ZERO,
-        failure_ttl: Span::ZERO,
-        time_til_dormant: Span::ZERO,
-        time_til_dormant_autodelete: Span::ZERO,
-        allow_user_autostart: true,
-        allow_user_autostop: true,
-        autostart_days: WeekdaySet::ALL,
-        autostop_requirement: AutostopRequirement::default(),
-        require_active_version: false,
-        deprecated: false,
-        deleted: false,
-        created_at: ts("2025-01-01T00:00:00Z"),
-    }
+    Template::new(TEMPLATE, "dev", V1, ts("2025-01-01T00:00:00Z"))
 }
 
 pub(crate) fn version(id: VersionId, parameters: &[(&str, bool, Option<&str>)]) -> TemplateVersion {

@@ -158,14 +158,7 @@ impl World {
     }
 
     pub async fn user(&self, name: &str, status: UserStatus) -> UserId {
-        let user = User {
-            id: self.ids.next(),
-            name: name.into(),
-            status,
-            roles: Roles::default(),
-            quiet_hours: String::new(),
-            created_at: self.now(),
-        };
+        let user = User { status, ..User::new(self.ids.next(), name, self.now()) };
         let mut tx = self.tx().await;
         tx.insert_user(&user).await.unwrap();
         tx.commit().await.unwrap();
@@ -183,25 +176,7 @@ impl World {
             parameters: Vec::new(),
             created_at: self.now(),
         };
-        let mut template = Template {
-            id,
-            name: name.into(),
-            active_version_id: version.id,
-            default_ttl: Span::ZERO,
-            activity_bump: hours(1),
-            autostop_notify: Span::ZERO,
-            failure_ttl: Span::ZERO,
-            time_til_dormant: Span::ZERO,
-            time_til_dormant_autodelete: Span::ZERO,
-            allow_user_autostart: true,
-            allow_user_autostop: true,
-            autostart_days: WeekdaySet::ALL,
-            autostop_requirement: AutostopRequirement::default(),
-            require_active_version: false,
-            deprecated: false,
-            deleted: false,
-            created_at: self.now(),
-        };
+        let mut template = Template::new(id, name, version.id, self.now());
         edit(&mut template);
         let mut tx = self.tx().await;
         tx.insert_template(&template).await.unwrap();
