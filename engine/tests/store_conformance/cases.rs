@@ -540,7 +540,13 @@ pub async fn pool_times_out_after_acquire_timeout_when_all_connections_are_held<
     assert_eq!(h.connections_in_use(0), 0);
 }
 
-/// A transaction dropped without commit or rollback rolls back and frees its locks.
+/// A transaction dropped without commit or rollback rolls back and frees its
+/// locks. "Frees" within a bounded time, not at once: a dropped handle closes
+/// its connection and the server ends the session's transaction after that,
+/// releasing its row locks first and its advisory locks a moment later
+/// (PostgreSQL's `AbortTransaction`; SQLite frees both at once). So the
+/// advisory try-lock is polled for up to a second, with short clock sleeps;
+/// the row update, which waits for the row lock, must go through.
 pub async fn dropped_transaction_rolls_back_and_frees_its_locks<H: Harness>() {
     let h = start::<H>().await;
     let mut w = seed(h.store(0), 1).await;
@@ -552,13 +558,29 @@ pub async fn dropped_transaction_rolls_back_and_frees_its_locks<H: Harness>() {
     drop(a);
 
     let mut b = begin(&h, 1).await;
-    assert_eq!(b.workspace(w.ws_id(0)).await.unwrap().unwrap().ttl, None);
+    assert_eq!(b.workspace(w.ws_id(0)).await.unwrap().unwrap().ttl, None, "the dropped update never landed");
     b.update_workspace(&with_ttl(w.ws(0), 2)).await.unwrap();
-    assert!(b.try_advisory_xact_lock(LockKey(77)).await.unwrap());
-    assert_eq!(b.user(ghost.id).await.unwrap(), None);
+    let clock = h.clock();
+    let deadline = clock.now() + Span::from_secs(1);
+    let mut locked = b.try_advisory_xact_lock(LockKey(77)).await.unwrap();
+    while !locked && clock.now() < deadline {
+        clock.sleep_until(clock.now() + Span::from_millis(1)).await;
+        locked = b.try_advisory_xact_lock(LockKey(77)).await.unwrap();
+    }
+    assert!(locked, "the dropped transaction's advisory lock was freed within a second");
+    assert_eq!(b.user(ghost.id).await.unwrap(), None, "the dropped insert never landed");
     b.insert_user(&ghost).await.unwrap();
     b.commit().await.unwrap();
     assert_eq!(h.connections_in_use(0), 0);
+
+    let mut c = begin(&h, 1).await;
+    assert_eq!(
+        c.workspace(w.ws_id(0)).await.unwrap().unwrap().ttl,
+        Some(Span::from_mins(2)),
+        "b's update went through"
+    );
+    assert!(c.user(ghost.id).await.unwrap().is_some());
+    c.rollback().await.unwrap();
 }
 
 /// `touch_last_used` only moves `last_used_at` forward and counts what it changed.

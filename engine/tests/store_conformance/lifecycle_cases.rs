@@ -1,13 +1,20 @@
 //! The lifecycle scan (`Tx::lifecycle_candidates`): one case per arm of
 //! semantics/lifecycle.md §3, each with workspaces just inside and just
-//! outside the arm, plus the scan's exclusions and its keyset paging.
+//! outside the arm, plus the scan's exclusions, its keyset paging, and its
+//! equality with the pure statement of the arms (`rules::eligibility`) over
+//! random fleets.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use engine::ids::{IdGen, VersionId, WorkspaceId, PREBUILDS_USER_ID};
-use engine::model::{Build, Job, JobStatus, Template, Transition, User, UserStatus, Workspace};
-use engine::store::Tx;
+use engine::ids::{IdGen, TemplateId, UserId, VersionId, WorkspaceId, PREBUILDS_USER_ID};
+use engine::model::{Build, BuildWithJob, Job, JobStatus, Template, Transition, User, UserStatus, Workspace};
+use engine::rules::eligibility::{candidate_arms, Arm};
+use engine::rules::lifecycle::LifecycleView;
+use engine::store::{LifecycleCursor, Tx};
 use engine::time::{Span, Timestamp};
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::fixtures::{self, at};
 use crate::harness::{begin, Harness, HarnessOptions};
@@ -315,4 +322,233 @@ pub async fn scan_pages_by_version_then_workspace<H: Harness>() {
     }
     assert_eq!(paged, all);
     tx.rollback().await.unwrap();
+}
+
+/// A random fleet: users (some suspended or dormant, some never stored),
+/// templates (each arm's span on, off, negative or huge; some never stored),
+/// workspaces (some deleted, owned by the prebuilds user, without builds),
+/// and up to four builds each (numbers with gaps, any transition and job
+/// status), every instant on or next to one of the ticks it is scanned at.
+struct Fleet {
+    users: Vec<User>,
+    templates: Vec<Template>,
+    workspaces: Vec<Workspace>,
+    builds: Vec<(Build, Job)>,
+    /// Users and templates the workspaces name but the store never got.
+    missing_users: Vec<UserId>,
+    missing_templates: Vec<TemplateId>,
+}
+
+/// The instants a random fleet is scanned at.
+fn random_ticks() -> Vec<Timestamp> {
+    let base = tick();
+    vec![base - Span::from_days(1), base, base + Span::from_mins(37), base + Span::from_hours(1) + Span::from_micros(1)]
+}
+
+/// An instant on or next to a tick, at the spans the templates use.
+fn near_a_tick(rng: &mut ChaCha8Rng, ticks: &[Timestamp]) -> Timestamp {
+    let offsets = [
+        -Span::from_days(3),
+        -Span::from_days(1) - Span::from_micros(1),
+        -Span::from_days(1),
+        -Span::from_hours(1) - Span::from_micros(1),
+        -Span::from_hours(1),
+        -Span::from_mins(30),
+        -Span::from_micros(1),
+        Span::ZERO,
+        Span::from_micros(1),
+        Span::from_mins(10),
+        Span::from_mins(30),
+        Span::from_mins(30) + Span::from_micros(1),
+        Span::from_hours(1),
+        Span::from_days(2),
+    ];
+    let tick = *ticks.choose(rng).expect("ticks");
+    tick + *offsets.choose(rng).expect("offsets")
+}
+
+fn maybe(rng: &mut ChaCha8Rng, ticks: &[Timestamp], probability: f64) -> Option<Timestamp> {
+    rng.random_bool(probability).then(|| near_a_tick(rng, ticks))
+}
+
+fn span_of(rng: &mut ChaCha8Rng, choices: &[Span]) -> Span {
+    *choices.choose(rng).expect("choices")
+}
+
+fn random_fleet(rng: &mut ChaCha8Rng, ids: &mut IdGen, workspaces: usize) -> Fleet {
+    let ticks = random_ticks();
+    let (hour, day, min) = (Span::from_hours(1), Span::from_days(1), Span::from_mins(1));
+    let mut users: Vec<User> = (0..30)
+        .map(|index| {
+            let mut user = fixtures::user(ids, &format!("user-{index}"));
+            user.status = *[UserStatus::Active, UserStatus::Active, UserStatus::Suspended, UserStatus::Dormant]
+                .choose(rng)
+                .expect("status");
+            user
+        })
+        .collect();
+    let mut prebuilds = fixtures::user(ids, "prebuilds");
+    prebuilds.id = PREBUILDS_USER_ID;
+    users.push(prebuilds);
+    let missing_users: Vec<UserId> = (0..2).map(|_| ids.next_id()).collect();
+    let versions: Vec<VersionId> = (0..5).map(|_| ids.next_id()).collect();
+    let templates: Vec<Template> = (0..12)
+        .map(|index| {
+            let mut template = fixtures::template(ids, &format!("template-{index}"), versions[0]);
+            template.time_til_dormant = span_of(rng, &[Span::ZERO, Span::ZERO, hour, day, -hour, Span::MAX]);
+            template.time_til_dormant_autodelete = span_of(rng, &[Span::ZERO, day, hour]);
+            template.failure_ttl = span_of(rng, &[Span::ZERO, min, hour, day]);
+            template.autostop_notify = span_of(rng, &[Span::ZERO, Span::from_mins(30), hour, Span::MAX]);
+            template
+        })
+        .collect();
+    let missing_templates: Vec<TemplateId> = vec![ids.next_id()];
+    let mut fleet_workspaces = Vec::new();
+    let mut builds = Vec::new();
+    for index in 0..workspaces {
+        let owner = match rng.random_range(0..100) {
+            0..=4 => PREBUILDS_USER_ID,
+            5..=7 => *missing_users.choose(rng).expect("missing users"),
+            _ => users[rng.random_range(0..30)].id,
+        };
+        let template = templates.choose(rng).expect("templates");
+        let mut workspace = fixtures::workspace(ids, owner, template, &format!("ws-{index}"));
+        if rng.random_range(0..100) < 3 {
+            workspace.template_id = missing_templates[0];
+        }
+        workspace.autostart = rng.random_bool(0.5).then(|| "CRON_TZ=UTC 0 9 * * 1-5".to_owned());
+        workspace.last_used_at = near_a_tick(rng, &ticks);
+        workspace.dormant_at = maybe(rng, &ticks, 0.25);
+        workspace.deleting_at = maybe(rng, &ticks, 0.4);
+        workspace.next_start_at = maybe(rng, &ticks, 0.6);
+        workspace.deleted = rng.random_range(0..100) < 5;
+        let mut number = 0;
+        for _ in 0..rng.random_range(0..=4) {
+            number += rng.random_range(1..=2);
+            let transition = *Transition::ALL.choose(rng).expect("transition");
+            let version = *versions.choose(rng).expect("versions");
+            let (mut build, mut job) = fixtures::build(ids, &workspace, number, transition, version);
+            build.deadline = maybe(rng, &ticks, 0.7);
+            build.max_deadline = maybe(rng, &ticks, 0.4);
+            build.notified_autostop_deadline = match rng.random_range(0..4) {
+                0 => build.deadline,
+                1 => build.max_deadline,
+                2 => maybe(rng, &ticks, 0.5),
+                _ => None,
+            };
+            job.status = *JobStatus::ALL.choose(rng).expect("status");
+            job.completed_at = maybe(rng, &ticks, 0.8);
+            builds.push((build, job));
+        }
+        fleet_workspaces.push(workspace);
+    }
+    Fleet { users, templates, workspaces: fleet_workspaces, builds, missing_users, missing_templates }
+}
+
+async fn store_fleet<H: Harness>(h: &H, fleet: &Fleet) {
+    let mut tx = begin(h, 0).await;
+    for user in &fleet.users {
+        if tx.user(user.id).await.unwrap().is_none() {
+            tx.insert_user(user).await.unwrap();
+        }
+    }
+    for template in &fleet.templates {
+        tx.insert_template(template).await.unwrap();
+    }
+    for workspace in &fleet.workspaces {
+        tx.insert_workspace(workspace).await.unwrap();
+    }
+    for (build, job) in &fleet.builds {
+        tx.insert_build(build, job).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// What the pure arms admit at `tick_at`, in the scan's order, and which
+/// arms admitted them. A workspace whose owner or template the store lacks
+/// has no view: never a candidate.
+fn expected_candidates(fleet: &Fleet, tick_at: Timestamp, arms: &mut BTreeSet<Arm>) -> Vec<LifecycleCursor> {
+    let users: BTreeMap<UserId, &User> = fleet.users.iter().map(|u| (u.id, u)).collect();
+    let templates: BTreeMap<TemplateId, &Template> = fleet.templates.iter().map(|t| (t.id, t)).collect();
+    let mut latest: BTreeMap<WorkspaceId, &(Build, Job)> = BTreeMap::new();
+    for entry in &fleet.builds {
+        let newer = latest.get(&entry.0.workspace_id).is_none_or(|(b, _)| b.number < entry.0.number);
+        if newer {
+            latest.insert(entry.0.workspace_id, entry);
+        }
+    }
+    let mut out = Vec::new();
+    for workspace in &fleet.workspaces {
+        let (Some(owner), Some(template)) = (users.get(&workspace.owner_id), templates.get(&workspace.template_id))
+        else {
+            continue;
+        };
+        let latest =
+            latest.get(&workspace.id).map(|(build, job)| BuildWithJob { build: build.clone(), job: job.clone() });
+        let version = latest.as_ref().map(|l| l.build.version_id);
+        let view = LifecycleView {
+            workspace: workspace.clone(),
+            owner: (*owner).clone(),
+            template: (*template).clone(),
+            latest,
+            active_version: None,
+            has_live_chat: false,
+        };
+        let admitted_by = candidate_arms(&view, tick_at);
+        if let (false, Some(version)) = (admitted_by.is_empty(), version) {
+            arms.extend(admitted_by);
+            out.push((version, workspace.id));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Equal lists, or a failure naming what the scan missed and what it added.
+fn assert_same(scanned: &[LifecycleCursor], expected: &[LifecycleCursor], context: &str) {
+    if scanned != expected {
+        let missing: Vec<_> = expected.iter().filter(|c| !scanned.contains(c)).collect();
+        let extra: Vec<_> = scanned.iter().filter(|c| !expected.contains(c)).collect();
+        panic!("{context}: the scan missed {missing:?}, added {extra:?} (order or duplicates if both empty)");
+    }
+}
+
+/// The scan equals `rules::eligibility::candidate_arms` over random fleets
+/// (a few hundred workspaces each, several ticks), as one page and paged by
+/// random page sizes.
+pub async fn scan_equals_the_pure_arms_on_random_fleets<H: Harness>() {
+    let mut admitted = 0usize;
+    let mut arms = BTreeSet::new();
+    for seed in [0x5ca1_u64, 0x5ca2, 0x5ca3] {
+        let h = H::start(HarnessOptions::default()).await;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut ids = IdGen::from_seed(seed);
+        let fleet = random_fleet(&mut rng, &mut ids, 300);
+        assert!(!fleet.missing_users.is_empty() && !fleet.missing_templates.is_empty());
+        store_fleet(&h, &fleet).await;
+        let mut tx = begin(&h, 1).await;
+        for tick_at in random_ticks() {
+            let expected = expected_candidates(&fleet, tick_at, &mut arms);
+            admitted += expected.len();
+            let whole = tx.lifecycle_candidates(tick_at, None, 10_000).await.unwrap();
+            assert_same(&whole, &expected, &format!("seed {seed:#x}, tick {tick_at}: one page"));
+            let mut paged = Vec::new();
+            let mut cursor = None;
+            loop {
+                let limit = rng.random_range(1..=17);
+                let page = tx.lifecycle_candidates(tick_at, cursor, limit).await.unwrap();
+                assert!(page.len() <= limit as usize);
+                paged.extend(page.iter().copied());
+                if page.len() < limit as usize {
+                    break;
+                }
+                cursor = page.last().copied();
+            }
+            assert_same(&paged, &expected, &format!("seed {seed:#x}, tick {tick_at}: paged"));
+        }
+        tx.rollback().await.unwrap();
+    }
+    assert!(admitted > 100, "the fleets exercise the scan: {admitted} admitted");
+    let every = [Arm::Autostop, Arm::Autostart, Arm::Dormancy, Arm::Autodelete, Arm::FailedStop, Arm::Reminder];
+    assert_eq!(arms, every.into_iter().collect(), "the fleets exercise every arm");
 }

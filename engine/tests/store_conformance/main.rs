@@ -6,8 +6,9 @@
 //! `Store` trait), written with the domain operations of `Tx`. A backend arm
 //! supplies a [`harness::Harness`] and one line, `conformance_cases!(name,
 //! HarnessType)`; the PostgreSQL arm's line also names the guard that skips
-//! its cases when no server is reachable (outside CI). Tests run in
-//! real time on the normal tokio runtime, so the same bodies run unchanged
+//! its cases when no server is reachable (outside CI). Every case body runs
+//! unchanged on every backend: none is skipped or replaced per arm. Tests run
+//! in real time on the normal tokio runtime, so the same bodies run unchanged
 //! against a real server.
 
 mod cases;
@@ -18,15 +19,15 @@ mod lifecycle_cases;
 mod postgres_arm;
 mod sqlite_arm;
 
-/// The default guard of an arm: its backend is always there, every case runs.
-async fn always(_case: &str) -> bool {
+/// The default guard of an arm: its backend is always there.
+async fn always() -> bool {
     true
 }
 
 /// Instantiates every conformance case for one backend: `conformance_cases!(arm, Harness)`,
 /// or `conformance_cases!(arm, Harness, if guard)` where the async fn
-/// `guard(case_name)` says whether the case runs (a case returns at once when
-/// it does not: no server, or a case the arm replaces, which it must say loudly).
+/// `guard()` says whether the backend is there (when it is not, every case
+/// returns at once, and the guard says so loudly).
 macro_rules! conformance_cases {
     ($arm:ident, $harness:ty) => {
         conformance_cases!($arm, $harness, if $crate::always);
@@ -70,6 +71,7 @@ macro_rules! conformance_cases {
             lifecycle_cases::arm_f_reminder_window_before_deadline,
             lifecycle_cases::scan_excludes_prebuilds_deleted_and_uses_latest_build_only,
             lifecycle_cases::scan_pages_by_version_then_workspace,
+            lifecycle_cases::scan_equals_the_pure_arms_on_random_fleets,
         );
     };
     (@cases $arm:ident, $harness:ty, $guard:path; $($module:ident :: $case:ident),* $(,)?) => {
@@ -77,7 +79,7 @@ macro_rules! conformance_cases {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    if !$guard(stringify!($case)).await {
+                    if !$guard().await {
                         return;
                     }
                     $crate::harness::bounded(stringify!($case), $crate::$module::$case::<$harness>()).await;
@@ -89,4 +91,4 @@ macro_rules! conformance_cases {
 
 conformance_cases!(sqlite, crate::sqlite_arm::SqliteHarness);
 #[cfg(all(feature = "postgres", not(madsim)))]
-conformance_cases!(postgres, crate::postgres_arm::PgHarness, if crate::postgres_arm::run_shared_case);
+conformance_cases!(postgres, crate::postgres_arm::PgHarness, if crate::postgres_arm::server_available);

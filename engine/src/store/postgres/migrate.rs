@@ -34,8 +34,14 @@ impl Migration {
 }
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "initial", sql: include_str!("migrations/0001_initial.sql") }];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("migrations/0001_initial.sql") },
+    Migration {
+        version: 2,
+        name: "lifecycle_scan_indexes",
+        sql: include_str!("migrations/0002_lifecycle_scan_indexes.sql"),
+    },
+];
 
 fn lock_key() -> LockKey {
     LockKey::named("engine-schema-migrations")
@@ -132,5 +138,25 @@ mod tests {
         }
         assert!(!sql.contains("now()"), "instants are passed in");
         assert!(!sql.to_lowercase().contains("references"), "no foreign keys, as on SQLite");
+    }
+
+    #[test]
+    fn later_migrations_only_add_indexes() {
+        for migration in &MIGRATIONS[1..] {
+            let statements: Vec<&str> = migration
+                .sql
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+                .map(|head| if head == "CREATE INDEX" { "CREATE INDEX" } else { "other" })
+                .collect();
+            assert!(statements.iter().all(|s| *s == "CREATE INDEX"), "{}: {statements:?}", migration.name);
+            assert!(!migration.sql.contains("now()"), "{}", migration.name);
+        }
     }
 }
