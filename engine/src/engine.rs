@@ -15,16 +15,24 @@ use crate::settings::{SettingError, Settings};
 use crate::store::Store;
 use crate::time::{Span, Timestamp};
 
-/// What the host gives the engine.
+/// What the host gives the engine (see the crate documentation's host contract).
 pub struct EngineConfig<S: Store> {
+    /// This replica's handle on the database (its pool).
     pub store: Arc<S>,
+    /// The replica's only view of time.
     pub clock: SharedClock,
+    /// Starts the engine's loops; every task has ended when `shutdown` returns.
     pub spawner: SharedSpawner,
+    /// Checked by [`Settings::validate`] in [`Engine::start`].
     pub settings: Settings,
+    /// Where outbox rows are delivered (at least once).
     pub sink: Arc<dyn NotificationSink>,
+    /// Where the engine reports its decisions and effects.
     pub events: SharedEvents,
-    /// Seeds the replica's id generator (the simulator derives it from its seed;
-    /// production may use any value, ids are v4 UUIDs either way).
+    /// Seeds the replica's id generator (the simulator derives it from its
+    /// seed). Ids are v4 UUIDs either way, but replicas sharing a database
+    /// must use distinct seeds, or they draw the same ids (the daemon derives
+    /// one from its process id and start instant).
     pub id_seed: u64,
 }
 

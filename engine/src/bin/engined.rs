@@ -30,7 +30,7 @@ mod cli {
     enum Command {
         /// Run the engine and its HTTP API until SIGTERM or SIGINT.
         Serve {
-            /// A TOML configuration file (every key may also come from ENGINE_<KEY>).
+            /// A TOML configuration file (every key may also come from `ENGINE_<KEY>`).
             #[arg(long, value_name = "FILE")]
             config: Option<PathBuf>,
             /// Log format, overriding the configuration: text or json.
