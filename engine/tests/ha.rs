@@ -33,6 +33,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use daemon_support::pg::{admin_on, create_database, database_url, drop_database, server_available};
 use daemon_support::*;
 use engine::ids::{ProvisionerId, UserId, VersionId, WorkspaceId};
 use engine::model::*;
@@ -42,103 +43,9 @@ use engine::store::{Store, Subsystem, Tx, TxOptions};
 use engine::time::{Span, Timestamp};
 use reqwest::Method;
 use serde_json::json;
-use tokio_postgres::NoTls;
 
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const DB_PREFIX: &str = "ha_";
-const STALE_AFTER_SECS: i64 = 3_600;
 /// Every replica's graceful shutdown budget.
 const SHUTDOWN_TIMEOUT: Span = Span::from_secs(5);
-
-// ---- the server and the test database -------------------------------------------
-
-fn server_url() -> String {
-    std::env::var("ENGINE_TEST_PG_URL").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| DEFAULT_URL.to_owned())
-}
-
-fn server_config() -> tokio_postgres::Config {
-    let url = server_url();
-    let mut config: tokio_postgres::Config =
-        url.parse().unwrap_or_else(|e| panic!("ENGINE_TEST_PG_URL `{url}` is not a postgresql url: {e}"));
-    config.connect_timeout(std::time::Duration::from_secs(5));
-    config
-}
-
-/// The URL of database `db` on the test server (what the daemons are given).
-fn database_url(db: &str) -> String {
-    let url = server_url();
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base.to_owned(), format!("?{query}")),
-        None => (url.clone(), String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
-    format!("{}/{db}{query}", &base[..host_end])
-}
-
-async fn admin_client(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
-    let _task: TaskHandle = TokioSpawner.spawn(
-        "ha-admin-connection",
-        Box::pin(async move {
-            let _ = connection.await;
-        }),
-    );
-    Ok(client)
-}
-
-async fn admin_on(db: &str) -> tokio_postgres::Client {
-    let mut config = server_config();
-    config.dbname(db);
-    admin_client(&config).await.unwrap_or_else(|e| panic!("connect to {db}: {e}"))
-}
-
-/// Whether the server answers: under `CI=true` an unreachable server fails
-/// the test; elsewhere one loud line and `false`.
-async fn server_available() -> bool {
-    match admin_client(&server_config()).await {
-        Ok(_) => true,
-        Err(error) => {
-            let url = server_url();
-            let detail = match std::error::Error::source(&error) {
-                Some(cause) => format!("{error}: {cause}"),
-                None => error.to_string(),
-            };
-            if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-                panic!("PostgreSQL unreachable at {url} and CI=true: {detail}");
-            }
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: PostgreSQL unreachable at {url} ({detail}); the HA test did not run"
-            );
-            false
-        }
-    }
-}
-
-async fn create_database() -> String {
-    let admin = admin_client(&server_config()).await.expect("connect to the postgresql server");
-    let secs = now().as_micros() / 1_000_000;
-    // Databases a killed run left behind.
-    let rows = admin.query("SELECT datname FROM pg_database WHERE datname LIKE 'ha\\_%'", &[]).await.expect("list");
-    for row in rows {
-        let name: String = row.get(0);
-        let created: Option<i64> = name.strip_prefix(DB_PREFIX).and_then(|rest| rest.split('_').next()?.parse().ok());
-        if created.is_some_and(|at| secs - at > STALE_AFTER_SECS) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
-        }
-    }
-    let db = format!("{DB_PREFIX}{secs}_{}", std::process::id());
-    admin.batch_execute(&format!("CREATE DATABASE \"{db}\"")).await.expect("create the test database");
-    db
-}
-
-async fn drop_database(db: &str) {
-    let admin = admin_client(&server_config()).await.expect("connect to the postgresql server");
-    if let Err(error) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")).await {
-        let _ = writeln!(std::io::stderr(), "could not drop test database {db}: {error}");
-    }
-}
 
 // ---- the fleet ---------------------------------------------------------------------
 
@@ -708,10 +615,10 @@ fn config_text(db_url: &str, port: u16, application: &str, hook_port: u16, failp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ha_survivor_takes_over_every_due_transition_and_reminder_once() {
-    if !server_available().await {
+    if !server_available("the HA test").await {
         return;
     }
-    let db = create_database().await;
+    let db = create_database("ha_").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let mut daemons: Vec<Daemon> = Vec::new();
     let outcome =

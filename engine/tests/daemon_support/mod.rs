@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
