@@ -86,7 +86,8 @@ pub fn ci() -> Result<()> {
             // The `mutations` feature only adds switches that are off unless a test
             // turns one on; the tests that prove a mutation is caught need it.
             let mut cmd = cargo(&["test", "--workspace", "--locked", "--features", "engine/mutations"]);
-            cmd.env("INSTA_UPDATE", "no").env("CI", &ci_env).env("SIM_BIN", SIM_BIN_PATH);
+            let sim_bin = workspace_root()?.join(SIM_BIN_PATH);
+            cmd.env("INSTA_UPDATE", "no").env("CI", &ci_env).env("SIM_BIN", sim_bin);
             cmd
         }),
         // The scenario library at its default seeds, each seed twice in fresh
