@@ -7,6 +7,7 @@ use engine::events::NoEvents;
 use engine::ids::{IdGen, ProvisionerId, SharedIds};
 use engine::lifecycle::LifecycleExecutor;
 use engine::model::*;
+use engine::pubsub::NoPubSub;
 use engine::runtime::MonotonicClock;
 use engine::settings::Settings;
 use engine::store::sqlite::{PoolConfig, SqliteServer, SqliteStore};
@@ -100,7 +101,12 @@ pub async fn seed_fleet(size: u32) -> Fleet {
         tx.insert_build(&build, &job).await.expect("build");
     }
     tx.commit().await.expect("commit");
-    let executor =
-        LifecycleExecutor::new(store, Settings::default(), SharedIds::new(IdGen::from_seed(4)), Arc::new(NoEvents));
+    let executor = LifecycleExecutor::new(
+        store,
+        Settings::default(),
+        SharedIds::new(IdGen::from_seed(4)),
+        Arc::new(NoEvents),
+        Arc::new(NoPubSub),
+    );
     Fleet { executor, tick_at: start, server }
 }

@@ -2,7 +2,8 @@
 //!
 //! The host picks a store (here the embedded SQLite store in a temporary
 //! file, so this runs anywhere), implements a [`NotificationSink`] (here it
-//! prints) and optionally an [`EventSink`], starts the [`Engine`], and calls
+//! prints) and optionally an [`EventSink`], picks a pubsub for "job
+//! available" notices (here [`LocalPubSub`]: one process), starts the [`Engine`], and calls
 //! its [`Api`](engine::api::Api) as users, agents and provisioners would. The
 //! example seeds a user and a template, creates a workspace, runs a
 //! provisioner for its start job, waits for the autostop reminder to be
@@ -19,6 +20,7 @@ use engine::events::{Event, EventSink, WorkspaceOutcome};
 use engine::ids::{IdGen, ProvisionerId, SharedIds, TemplateId, UserId, WorkspaceId};
 use engine::model::*;
 use engine::notify::{DeliveryError, NotificationSink};
+use engine::pubsub::{LocalPubSub, Subscriber, Topic};
 use engine::rules::bump::ActivitySource;
 use engine::runtime::{SharedClock, SystemClock, TokioSpawner};
 use engine::settings::Settings;
@@ -110,13 +112,17 @@ async fn seed(store: &SqliteStore, ids: &SharedIds, now: Timestamp) -> Result<(U
     Ok((alice.id, template_id))
 }
 
-/// A provisioner's loop for one job: acquire, "build", complete.
+/// A provisioner's loop for one job: acquire, "build", complete. It wakes on
+/// a "job available" notice, and also polls every second: notices may be
+/// dropped (subscribed first, so a job committed meanwhile still wakes it).
 async fn provision_one(
     engine: &Engine<SqliteStore>,
     clock: &SharedClock,
+    pubsub: &LocalPubSub,
     provisioner: ProvisionerId,
 ) -> Result<(), Error> {
     let api = engine.api();
+    let mut notices = pubsub.subscribe(Topic::JobAvailable);
     api.provisioner_heartbeat(provisioner, "example-provisioner", clock.now()).await?;
     let deadline = clock.now() + Span::from_secs(10);
     loop {
@@ -128,7 +134,11 @@ async fn provision_one(
         if clock.now() > deadline {
             return Err("no job to acquire".into());
         }
-        clock.sleep_until(clock.now() + Span::from_millis(100)).await;
+        tokio::select! {
+            biased;
+            _ = notices.recv() => {}
+            _ = clock.sleep_until(clock.now() + Span::from_secs(1)) => {}
+        }
     }
 }
 
@@ -155,6 +165,7 @@ async fn main() -> Result<(), Error> {
         shutdown_timeout: Span::from_secs(5),
         ..Settings::default()
     };
+    let pubsub = LocalPubSub::new();
     let engine = Engine::start(EngineConfig {
         store: store.clone(),
         clock: clock.clone(),
@@ -162,6 +173,7 @@ async fn main() -> Result<(), Error> {
         settings,
         sink: sink.clone(),
         events: Arc::new(PrintEvents),
+        publisher: Arc::new(pubsub.clone()),
         id_seed: 1,
     })?;
     let provisioner: ProvisionerId = ids.next();
@@ -180,7 +192,7 @@ async fn main() -> Result<(), Error> {
         automatic_updates: AutomaticUpdates::Never,
     };
     let workspace = engine.api().create_workspace(alice, new, clock.now()).await?;
-    provision_one(&engine, &clock, provisioner).await?;
+    provision_one(&engine, &clock, &pubsub, provisioner).await?;
     println!("workspace     {} running until {:?}", workspace.name, latest_deadline(&engine, workspace.id).await?);
 
     // The next tick finds the stop within the reminder window; the delivery
@@ -215,7 +227,7 @@ async fn main() -> Result<(), Error> {
 
     // The user stops the workspace; the provisioner runs the stop.
     engine.api().build(workspace.id, alice, Transition::Stop, clock.now()).await?;
-    provision_one(&engine, &clock, provisioner).await?;
+    provision_one(&engine, &clock, &pubsub, provisioner).await?;
 
     let report = engine.shutdown().await;
     println!("done          (shutdown cancelled in-flight work: {})", report.cancelled);

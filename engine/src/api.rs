@@ -18,6 +18,7 @@ use crate::model::{
     PresetStatus, ProvisionerDaemon, Template, TemplateVersion, Transition, User, UserStatus, WeekdaySet, Workspace,
 };
 use crate::notify;
+use crate::pubsub::{publish_committed, SharedPublisher};
 use crate::rules::bump::{activity_bump, ActivitySource, BumpDecision, BumpInput};
 use crate::rules::deadline::{
     deadline_when_ttl_cleared, deadlines_after_requirement_change, deadlines_at_completion, extend, max_deadline,
@@ -159,7 +160,8 @@ pub enum JobResult {
 
 /// Runs `$body` (an expression using `$tx`) in a transaction of `$subsystem`,
 /// committing on `Ok`, rolling back on `Err`, retrying retryable store errors.
-/// Events returned with the value are emitted only after the commit.
+/// Events returned with the value are emitted only after the commit, and
+/// each build it inserted is published as "job available" then.
 macro_rules! transact {
     ($self:ident, $subsystem:expr, $action:literal, |$tx:ident| $body:expr) => {{
         let mut attempt = 0;
@@ -173,9 +175,7 @@ macro_rules! transact {
             match result {
                 Ok((value, events)) => match tx.commit().await {
                     Ok(()) => {
-                        for event in events {
-                            $self.events.emit(event);
-                        }
+                        publish_committed(events, $self.events.as_ref(), $self.publisher.as_ref());
                         break Ok(value);
                     }
                     Err(error) if error.is_retryable() && attempt < API_ATTEMPTS_MAX => continue,
@@ -202,12 +202,19 @@ pub struct Api<S: Store> {
     store: Arc<S>,
     ids: SharedIds,
     events: SharedEvents,
+    publisher: SharedPublisher,
     usage: Arc<UsageTracker<S>>,
 }
 
 impl<S: Store> Api<S> {
-    pub fn new(store: Arc<S>, ids: SharedIds, events: SharedEvents, usage: Arc<UsageTracker<S>>) -> Self {
-        Api { store, ids, events, usage }
+    pub fn new(
+        store: Arc<S>,
+        ids: SharedIds,
+        events: SharedEvents,
+        publisher: SharedPublisher,
+        usage: Arc<UsageTracker<S>>,
+    ) -> Self {
+        Api { store, ids, events, publisher, usage }
     }
 
     pub fn store(&self) -> &Arc<S> {
@@ -927,6 +934,7 @@ fn build_event(build: &Build, origin: BuildOrigin) -> Event {
     Event::BuildInserted {
         workspace: build.workspace_id,
         build: build.id,
+        job: build.job_id,
         number: build.number,
         transition: build.transition,
         reason: build.reason,

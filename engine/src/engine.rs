@@ -10,6 +10,7 @@ use crate::events::{Event, SharedEvents};
 use crate::ids::{IdGen, SharedIds};
 use crate::lifecycle::{LifecycleExecutor, UsageTracker};
 use crate::notify::{self, NotificationSink};
+use crate::pubsub::SharedPublisher;
 use crate::runtime::{FixedRate, SharedClock, SharedSpawner, Shutdown, ShutdownSignal, TaskHandle};
 use crate::settings::{SettingError, Settings};
 use crate::store::Store;
@@ -29,6 +30,11 @@ pub struct EngineConfig<S: Store> {
     pub sink: Arc<dyn NotificationSink>,
     /// Where the engine reports its decisions and effects.
     pub events: SharedEvents,
+    /// Where "job available" goes after each committed build insert (at most
+    /// once, may drop: provisioners also poll). [`crate::pubsub::NoPubSub`]
+    /// when nobody listens, [`crate::pubsub::LocalPubSub`] in one process,
+    /// `PgPubSub` across replicas.
+    pub publisher: SharedPublisher,
     /// Seeds the replica's id generator (the simulator derives it from its
     /// seed). Ids are v4 UUIDs either way, but replicas sharing a database
     /// must use distinct seeds, or they draw the same ids (the daemon derives
@@ -60,11 +66,17 @@ impl<S: Store> Engine<S> {
     /// Validates the settings and starts every loop.
     pub fn start(config: EngineConfig<S>) -> Result<Engine<S>, SettingError> {
         config.settings.validate()?;
-        let EngineConfig { store, clock, spawner, settings, sink, events, id_seed } = config;
+        let EngineConfig { store, clock, spawner, settings, sink, events, publisher, id_seed } = config;
         let ids = SharedIds::new(IdGen::for_purpose(id_seed, "engine"));
         let usage = Arc::new(UsageTracker::new(store.clone(), events.clone()));
-        let executor = Arc::new(LifecycleExecutor::new(store.clone(), settings.clone(), ids.clone(), events.clone()));
-        let api = Arc::new(Api::new(store.clone(), ids, events.clone(), usage.clone()));
+        let executor = Arc::new(LifecycleExecutor::new(
+            store.clone(),
+            settings.clone(),
+            ids.clone(),
+            events.clone(),
+            publisher.clone(),
+        ));
+        let api = Arc::new(Api::new(store.clone(), ids, events.clone(), publisher, usage.clone()));
         let shutdown = Shutdown::new();
         let started_at = clock.now();
         let mut engine =

@@ -119,6 +119,8 @@ pub enum Event {
     BuildInserted {
         workspace: WorkspaceId,
         build: BuildId,
+        /// The build's provisioner job (pending; "job available" names it).
+        job: JobId,
         number: i32,
         transition: Transition,
         reason: BuildReason,

@@ -25,6 +25,12 @@
 //!   only logs).
 //! - a [`runtime::Clock`] and a [`runtime::Spawner`]:
 //!   [`runtime::SystemClock`] and [`runtime::TokioSpawner`] in production.
+//! - a [`pubsub::Publisher`]: where "job available" goes after each committed
+//!   build (at most once, may drop: provisioners must also poll).
+//!   `store::postgres::pubsub::PgPubSub` across replicas (`LISTEN`/`NOTIFY`),
+//!   [`pubsub::LocalPubSub`] in one process, [`pubsub::NoPubSub`] when nobody
+//!   listens. Its [`pubsub::Subscriber`] side is the host's, to wake its
+//!   provisioners (the daemon's long-polling acquire).
 //!
 //! **The host calls:**
 //! - [`Engine::start`] with an [`EngineConfig`] (settings checked by
@@ -59,6 +65,7 @@ pub mod limits;
 pub mod model;
 pub mod mutations;
 pub mod notify;
+pub mod pubsub;
 pub mod rules;
 pub mod runtime;
 pub mod settings;

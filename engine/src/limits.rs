@@ -74,3 +74,24 @@ pub const VACUUM_BATCH_MAX: u32 = 2_000;
 
 /// Unfinished jobs read per call.
 pub const JOBS_PER_READ_MAX: u32 = 1_000;
+/// The longest wait a provisioner may ask of a long-polling acquire (the
+/// daemon's `?wait=`).
+pub const ACQUIRE_WAIT_MAX: Span = Span::from_secs(30);
+
+// ---- pubsub (semantics/lifecycle.md §2 step 5, prebuilds.md §2) -----------------
+
+/// Notices waiting for the publishing task; one more is dropped ("a queue of 10").
+pub const PUBSUB_PUBLISH_QUEUE_MAX: usize = 10;
+/// Notices a subscriber may fall behind before it loses the oldest (and is told).
+pub const PUBSUB_SUBSCRIBER_BUFFER_MAX: usize = 64;
+/// The longest payload (PostgreSQL's `NOTIFY` refuses 8000 bytes and more).
+pub const PUBSUB_PAYLOAD_BYTES_MAX: usize = 7_999;
+/// A broken listening connection is retried after this, doubling up to the max.
+pub const PUBSUB_RECONNECT_BACKOFF_MIN: Span = Span::from_millis(100);
+pub const PUBSUB_RECONNECT_BACKOFF_MAX: Span = Span::from_secs(10);
+/// TCP keepalives of the listening connection: probes start after this much
+/// silence, so a dead peer is noticed after about a minute (after + interval *
+/// retries), not after the OS's two hours.
+pub const PUBSUB_LISTEN_KEEPALIVE_AFTER: Span = Span::from_secs(30);
+pub const PUBSUB_LISTEN_KEEPALIVE_INTERVAL: Span = Span::from_secs(10);
+pub const PUBSUB_LISTEN_KEEPALIVE_RETRIES_COUNT: u32 = 3;

@@ -11,6 +11,7 @@ use engine::events::{Event, RecordedEvents};
 use engine::ids::{IdGen, SharedIds, WorkspaceId};
 use engine::model::*;
 use engine::notify::{DeliveryError, NotificationSink};
+use engine::pubsub::NoPubSub;
 use engine::runtime::{Clock, MonotonicClock, Spawner, TaskHandle, TokioSpawner};
 use engine::settings::Settings;
 use engine::store::sqlite::{HookDecision, PoolConfig, SqliteServer, SqliteStore, StatementHook, StatementInfo};
@@ -154,6 +155,7 @@ fn start_engine(
         settings: Settings::default(),
         sink,
         events,
+        publisher: Arc::new(NoPubSub),
         id_seed: 1,
     })
     .expect("valid settings")

@@ -132,6 +132,7 @@ async fn run<S: DaemonStore>(store: Arc<S>, config: &DaemonConfig, clock: Shared
         settings: settings.clone(),
         sink,
         events,
+        publisher: Arc::new(crate::pubsub::NoPubSub),
         id_seed: derive_id_seed(config, &clock),
     })?;
     let state = Arc::new(AppState { api: engine.api().clone(), store: store.clone(), clock: clock.clone(), metrics });

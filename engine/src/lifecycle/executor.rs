@@ -15,6 +15,7 @@ use crate::limits;
 use crate::model::{DedupeKey, NewNotification, NotificationKind, NotificationPayload, Workspace};
 use crate::mutations::{self, Mutation};
 use crate::notify;
+use crate::pubsub::{publish_committed, SharedPublisher};
 use crate::rules::lifecycle::{evaluate, Action, DormancyMark, LifecycleView, RuleError};
 use crate::rules::reminder::ReminderDecision;
 use crate::runtime::ShutdownSignal;
@@ -28,6 +29,7 @@ pub struct LifecycleExecutor<S: Store> {
     settings: Settings,
     ids: SharedIds,
     events: SharedEvents,
+    publisher: SharedPublisher,
 }
 
 /// What to do with the transaction after the rules ran.
@@ -40,8 +42,14 @@ enum Finish {
 }
 
 impl<S: Store> LifecycleExecutor<S> {
-    pub fn new(store: Arc<S>, settings: Settings, ids: SharedIds, events: SharedEvents) -> Self {
-        LifecycleExecutor { store, settings, ids, events }
+    pub fn new(
+        store: Arc<S>,
+        settings: Settings,
+        ids: SharedIds,
+        events: SharedEvents,
+        publisher: SharedPublisher,
+    ) -> Self {
+        LifecycleExecutor { store, settings, ids, events, publisher }
     }
 
     /// One tick as of the replica's `now`. Dispatches nothing once shutdown is
@@ -125,9 +133,8 @@ impl<S: Store> LifecycleExecutor<S> {
         match self.decide_and_write(&mut tx, workspace, tick_at, now).await {
             Ok(Finish::Commit(outcome, events)) => match tx.commit().await {
                 Ok(()) => {
-                    for event in events {
-                        self.events.emit(event);
-                    }
+                    // §2 step 5: "job available" only now, after the commit.
+                    publish_committed(events, self.events.as_ref(), self.publisher.as_ref());
                     outcome
                 }
                 Err(error) => outcome_of_error(&error),
@@ -315,6 +322,7 @@ impl<S: Store> LifecycleExecutor<S> {
                 events.push(Event::BuildInserted {
                     workspace: workspace_id,
                     build: inserted.id,
+                    job: inserted.job_id,
                     number: inserted.number,
                     transition: inserted.transition,
                     reason: inserted.reason,

@@ -3,7 +3,8 @@
 //! tick at the same frozen `now`, and compare the database with an undisturbed
 //! run's. A second sweep makes each commit "apply, but report the connection
 //! lost". Both must converge to the same state: no lost or doubled build, mark,
-//! marker or outbox row.
+//! marker or outbox row; and no "job available" may go out for a job not yet
+//! committed (a commit reported lost publishes nothing: provisioners poll).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -191,6 +192,9 @@ async fn sweep() -> Result<u32, String> {
     // Every rule acted: 6 builds (autostop, suspended, autostart, failedstop,
     // dormancy stop, autodelete), one mark, one reminder, one error.
     assert_eq!((stats.transitions, stats.marks, stats.reminders, stats.errors), (6, 1, 1, 1), "{stats:?}");
+    let published = world.replica(0).published();
+    assert_eq!(published.len(), 6, "one \"job available\" per build: {published:?}");
+    assert!(published.iter().all(|p| p.committed), "{published:?}");
     let expected = dump(&world).await;
 
     for commit_unknown in [false, true] {
@@ -202,9 +206,12 @@ async fn sweep() -> Result<u32, String> {
             world.server.set_hook(None);
             // The retried tick, at the same frozen now.
             world.replica(0).tick_at(t(TICK_AT)).await;
+            let kind = if commit_unknown { "commit unknown" } else { "failure" };
+            if let Some(early) = world.replica(0).published().into_iter().find(|p| !p.committed) {
+                return Err(format!("{kind} at statement {target}: published before its commit: {early:?}"));
+            }
             let got = dump(&world).await;
             if got != expected {
-                let kind = if commit_unknown { "commit unknown" } else { "failure" };
                 let missing: Vec<&String> = expected.iter().filter(|l| !got.contains(l)).collect();
                 let extra: Vec<&String> = got.iter().filter(|l| !expected.contains(l)).collect();
                 return Err(format!(

@@ -11,6 +11,7 @@ use engine::api::{JobResult, TemplateUpdate, WorkspaceUpdate};
 use engine::events::WorkspaceOutcome;
 use engine::model::*;
 use engine::notify::{deliver_due, DeliveryError, NotificationSink};
+use engine::pubsub::Topic;
 use engine::rules::bump::ActivitySource;
 use engine::runtime::Clock;
 use engine::settings::Settings;
@@ -62,7 +63,13 @@ async fn lc_01_two_replicas_tick_at_once_one_autostart() {
     assert_eq!(a.errors + b.errors, 0);
     // The other replica found the lock taken, or lost the race on the build number.
     assert_eq!(a.lock_busy + b.lock_busy + a.lost_races + b.lost_races, 1, "{a:?} {b:?}");
-    assert_eq!(world.builds_with("w1", BuildReason::Autostart).await.len(), 1);
+    let built = world.builds_with("w1", BuildReason::Autostart).await;
+    assert_eq!(built.len(), 1);
+    // §2 step 5: one "job available", after the commit, naming the build's job;
+    // nothing from the replica that lost.
+    let published = [world.replica(0).published(), world.replica(1).published()].concat();
+    let expected = Published { topic: Topic::JobAvailable, job: built[0].job.id.to_string(), committed: true };
+    assert_eq!(published, vec![expected]);
 }
 
 /// A counting hook that hangs one statement of one subsystem for a while, so a
@@ -122,6 +129,9 @@ async fn lc_02_user_start_takes_the_build_number_lost_race_without_notification(
     let builds = world.builds("w1").await;
     assert_eq!(builds.len(), 2, "the seeded stop and the user's start");
     assert_eq!((builds[1].build.transition, builds[1].build.reason), (Transition::Start, BuildReason::Initiator));
+    // The user's committed start is published; the tick's rolled-back insert is not.
+    let expected = Published { topic: Topic::JobAvailable, job: builds[1].job.id.to_string(), committed: true };
+    assert_eq!(world.replica(0).published(), vec![expected]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,17 +4,18 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 use engine::api::{Api, JobResult};
 use engine::events::{Event, RecordedEvents, SharedEvents, TickStats, WorkspaceOutcome};
-use engine::ids::{IdGen, ProvisionerId, SharedIds, TemplateId, UserId, VersionId, WorkspaceId};
+use engine::ids::{IdGen, JobId, ProvisionerId, SharedIds, TemplateId, UserId, VersionId, WorkspaceId};
 use engine::lifecycle::{LifecycleExecutor, UsageTracker};
 use engine::model::*;
+use engine::pubsub::{Publisher, Topic};
 use engine::runtime::{Clock, MonotonicClock, ShutdownSignal};
 use engine::settings::Settings;
-use engine::store::sqlite::{PoolConfig, SqliteServer, SqliteStore};
+use engine::store::sqlite::{AuditRow, PoolConfig, SqliteServer, SqliteStore};
 use engine::store::{Store, Subsystem, Tx, TxOptions};
 use engine::time::{Span, Timestamp};
 
@@ -32,17 +33,70 @@ pub fn secs(n: i64) -> Span {
     Span::from_secs(n)
 }
 
+/// What one replica published, checked against the server's commit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Published {
+    pub topic: Topic,
+    pub job: String,
+    /// The job's row was committed when the notice went out.
+    pub committed: bool,
+}
+
+/// Every replica's notices, in order, each judged when published: the commit
+/// log (drained here, so one log serves all replicas) must already hold the
+/// job it names.
+pub struct PublishLog {
+    server: Arc<SqliteServer>,
+    committed_jobs: Mutex<BTreeSet<JobId>>,
+    published: Mutex<Vec<(usize, Published)>>,
+}
+
+impl PublishLog {
+    fn record(&self, replica: usize, topic: Topic, payload: &str) {
+        let mut committed_jobs = self.committed_jobs.lock().unwrap();
+        for commit in self.server.take_commits() {
+            for row in commit.rows {
+                if let AuditRow::Job(job) = row {
+                    committed_jobs.insert(job.id);
+                }
+            }
+        }
+        let committed = committed_jobs.iter().any(|job| job.to_string() == payload);
+        self.published.lock().unwrap().push((replica, Published { topic, job: payload.to_owned(), committed }));
+    }
+}
+
+/// One replica's [`Publisher`]: into the world's [`PublishLog`].
+struct ReplicaPublisher {
+    index: usize,
+    log: Arc<PublishLog>,
+}
+
+impl Publisher for ReplicaPublisher {
+    fn publish(&self, topic: Topic, payload: &str) {
+        self.log.record(self.index, topic, payload);
+    }
+}
+
 /// One engine replica: its clock, pool, executor, API and recorded events.
 pub struct Replica {
+    pub index: usize,
     pub clock: Arc<MonotonicClock>,
     pub store: Arc<SqliteStore>,
     pub executor: LifecycleExecutor<SqliteStore>,
     pub api: Api<SqliteStore>,
     pub usage: Arc<UsageTracker<SqliteStore>>,
     pub events: Arc<RecordedEvents>,
+    log: Arc<PublishLog>,
 }
 
 impl Replica {
+    /// What this replica published, oldest first.
+    pub fn published(&self) -> Vec<Published> {
+        let log = self.log.published.lock().unwrap();
+        log.iter().filter(|(replica, _)| *replica == self.index).map(|(_, published)| published.clone()).collect()
+    }
+
     pub async fn tick(&self) -> TickStats {
         self.executor.tick(self.clock.now(), &ShutdownSignal::never()).await
     }
@@ -67,6 +121,7 @@ impl Replica {
 pub struct World {
     pub clock: Arc<MonotonicClock>,
     pub server: Arc<SqliteServer>,
+    pub publish_log: Arc<PublishLog>,
     pub settings: Settings,
     pub replicas: Vec<Replica>,
     pub admin: UserId,
@@ -80,10 +135,17 @@ impl World {
     pub fn new(start: Timestamp, replicas: usize, settings: Settings) -> World {
         let clock = Arc::new(MonotonicClock::new(start));
         let server = SqliteServer::open_in_memory(clock.clone()).expect("open database");
+        server.enable_commit_log();
+        let publish_log = Arc::new(PublishLog {
+            server: server.clone(),
+            committed_jobs: Mutex::default(),
+            published: Mutex::default(),
+        });
         let ids = SharedIds::new(IdGen::from_seed(99));
         let mut world = World {
             clock,
             server,
+            publish_log,
             settings,
             replicas: Vec::new(),
             admin: ids.next(),
@@ -108,9 +170,18 @@ impl World {
         let shared: SharedEvents = events.clone();
         let ids = SharedIds::new(IdGen::from_seed(1000 + seed));
         let usage = Arc::new(UsageTracker::new(store.clone(), shared.clone()));
-        let executor = LifecycleExecutor::new(store.clone(), self.settings.clone(), ids.clone(), shared.clone());
-        let api = Api::new(store.clone(), ids, shared, usage.clone());
-        self.replicas.push(Replica { clock, store, executor, api, usage, events });
+        let index = self.replicas.len();
+        let publisher = Arc::new(ReplicaPublisher { index, log: self.publish_log.clone() });
+        let executor = LifecycleExecutor::new(
+            store.clone(),
+            self.settings.clone(),
+            ids.clone(),
+            shared.clone(),
+            publisher.clone(),
+        );
+        let api = Api::new(store.clone(), ids, shared, publisher, usage.clone());
+        let log = self.publish_log.clone();
+        self.replicas.push(Replica { index, clock, store, executor, api, usage, events, log });
     }
 
     /// Every statement takes 1ms from now on, so concurrent transactions

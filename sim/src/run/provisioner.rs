@@ -16,6 +16,7 @@ use engine::events::NoEvents;
 use engine::ids::{IdGen, JobId, ProvisionerId, SharedIds};
 use engine::lifecycle::UsageTracker;
 use engine::model::{Job, JobStatus, Transition};
+use engine::pubsub::Topic;
 use engine::runtime::Clock;
 use engine::store::sqlite::{PoolConfig, SqliteStore};
 use engine::store::{Store, Subsystem, Tx, TxOptions};
@@ -60,8 +61,10 @@ pub(crate) fn start(world: &Arc<World>, running_jobs: Vec<JobId>) {
     let usage = Arc::new(UsageTracker::new(store.clone(), Arc::new(NoEvents)));
     let apis = (0..count.max(1))
         .map(|index| {
-            let events = Arc::new(ReplicaEvents { world: Arc::downgrade(world), source: Source::Provisioner(index) });
-            Arc::new(Api::new(store.clone(), ids.clone(), events, usage.clone()))
+            let source = Source::Provisioner(index);
+            let events = Arc::new(ReplicaEvents { world: Arc::downgrade(world), source });
+            // Completing a job inserts no build; were it to, it would publish too.
+            Arc::new(Api::new(store.clone(), ids.clone(), events, world.pubsub.publisher(source), usage.clone()))
         })
         .collect();
     let shared = Arc::new(Shared {
@@ -102,7 +105,7 @@ async fn seen_loop(shared: Arc<Shared>, count: u32) {
 
 async fn worker(shared: Arc<Shared>, index: u32) {
     let wake = match shared.world.upgrade() {
-        Some(world) => world.pubsub.subscribe(),
+        Some(world) => world.pubsub.subscribe(Topic::JobAvailable),
         None => return,
     };
     // The last write to the jobs table when a poll found nothing: until the

@@ -1,12 +1,17 @@
-//! Simulated pubsub: the "job available" notice a replica publishes after
-//! committing a build (lifecycle.md §2 step 5) reaches the provisioners, who
-//! then poll at once instead of at their next second. Notices can be dropped,
-//! delayed or reordered (`pubsub_fault`, chaos `pubsub_drop_rate` and
-//! `pubsub_delay`); provisioners also poll every second, so a lost notice only
-//! delays a build.
+//! Simulated pubsub: the engine's [`Publisher`]. The "job available" notice
+//! a replica's engine publishes after committing a build (lifecycle.md §2
+//! step 5) reaches the provisioners, who then poll at once instead of at their
+//! next second. Notices can be dropped, delayed or reordered (`pubsub_fault`,
+//! chaos `pubsub_drop_rate` and `pubsub_delay`); provisioners also poll every
+//! second, so a lost notice only delays a build.
+//!
+//! One [`SimPubSub`] serves the world; each replica (and the provisioners'
+//! API) publishes through its own [`SimPublisher`], so the trace names who
+//! sent a dropped or delayed notice.
 
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use engine::pubsub::{Publisher, Topic};
 use engine::runtime::Clock;
 use engine::time::{Span, Timestamp};
 use tokio::sync::Notify;
@@ -27,7 +32,7 @@ pub(crate) struct PubsubFault {
 
 #[derive(Default)]
 pub(crate) struct SimPubSub {
-    subscribers: Mutex<Vec<Arc<Notify>>>,
+    subscribers: Mutex<Vec<(Topic, Arc<Notify>)>>,
     faults: Mutex<Vec<PubsubFault>>,
     chaos_drop_rate: Mutex<f64>,
     chaos_delay: Mutex<Option<DurationRange>>,
@@ -46,11 +51,16 @@ impl SimPubSub {
         let _ = self.world.set(Arc::downgrade(world));
     }
 
-    /// A subscriber's wake-up.
-    pub fn subscribe(&self) -> Arc<Notify> {
+    /// A subscriber's wake-up on `topic`.
+    pub fn subscribe(&self, topic: Topic) -> Arc<Notify> {
         let notify = Arc::new(Notify::new());
-        lock(&self.subscribers).push(notify.clone());
+        lock(&self.subscribers).push((topic, notify.clone()));
         notify
+    }
+
+    /// The engine's publisher for `source` (a replica).
+    pub fn publisher(self: &Arc<Self>, source: Source) -> Arc<SimPublisher> {
+        Arc::new(SimPublisher { pubsub: self.clone(), source })
     }
 
     pub fn add_fault(&self, fault: PubsubFault) {
@@ -64,8 +74,8 @@ impl SimPubSub {
         *lock(&self.chaos_delay) = None;
     }
 
-    /// Publishes "job available" from `source`.
-    pub fn publish(&self, source: Source) {
+    /// Publishes a notice on `topic` from `source`, through the faults.
+    fn publish(&self, source: Source, topic: Topic) {
         let Some(world) = self.world.get().and_then(Weak::upgrade) else { return };
         let now = world.now();
         let active: Vec<PubsubFault> =
@@ -98,7 +108,8 @@ impl SimPubSub {
                 delay = delay + world.draw("pubsub_chaos_delay", range);
             }
         }
-        let subscribers = lock(&self.subscribers).clone();
+        let subscribers: Vec<Arc<Notify>> =
+            lock(&self.subscribers).iter().filter(|(t, _)| *t == topic).map(|(_, n)| n.clone()).collect();
         if delay.is_zero() {
             for subscriber in &subscribers {
                 subscriber.notify_one();
@@ -113,5 +124,18 @@ impl SimPubSub {
                 subscriber.notify_one();
             }
         });
+    }
+}
+
+/// What one replica's engine publishes through.
+pub(crate) struct SimPublisher {
+    pubsub: Arc<SimPubSub>,
+    source: Source,
+}
+
+impl Publisher for SimPublisher {
+    /// The payload (the job's id) is not needed: a woken provisioner polls.
+    fn publish(&self, topic: Topic, _payload: &str) {
+        self.pubsub.publish(self.source, topic);
     }
 }

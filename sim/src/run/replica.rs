@@ -98,6 +98,8 @@ async fn incarnation(world: Arc<World>, slot: Arc<ReplicaSlot>) {
         settings,
         sink: world.sink.clone(),
         events,
+        // "Job available" after each committed build, through the pubsub's faults.
+        publisher: world.pubsub.publisher(Source::Replica(index)),
         id_seed,
     });
     let engine = match engine {
@@ -187,13 +189,8 @@ pub(crate) struct ReplicaEvents {
 impl EventSink for ReplicaEvents {
     fn emit(&self, event: Event) {
         let Some(world) = self.world.upgrade() else { return };
-        let job_available = matches!(event, Event::BuildInserted { .. });
         if let Some((kind, subject, stable, detail)) = describe(&event) {
             world.record(self.source, kind, subject, stable, detail);
-        }
-        // After a build commits, its replica tells the provisioners.
-        if job_available {
-            world.pubsub.publish(self.source);
         }
     }
 }
