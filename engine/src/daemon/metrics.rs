@@ -20,7 +20,7 @@ use crate::store::Subsystem;
 use crate::time::Timestamp;
 
 /// Every subsystem a pool counts, so each has a gauge even at zero.
-const SUBSYSTEMS: [Subsystem; 10] = [
+const SUBSYSTEMS: [Subsystem; 11] = [
     Subsystem::Lifecycle,
     Subsystem::Activity,
     Subsystem::Usage,
@@ -31,6 +31,7 @@ const SUBSYSTEMS: [Subsystem; 10] = [
     Subsystem::Chat,
     Subsystem::ChatLease,
     Subsystem::Admin,
+    Subsystem::Pubsub,
 ];
 
 /// Buckets of the lifecycle tick duration, in seconds.

@@ -45,6 +45,8 @@ pub enum Subsystem {
     Chat,
     ChatLease,
     Admin,
+    /// Sending pubsub notices (`pg_notify`).
+    Pubsub,
 }
 
 impl Subsystem {
@@ -60,6 +62,7 @@ impl Subsystem {
             Subsystem::Chat => "chat",
             Subsystem::ChatLease => "chat_lease",
             Subsystem::Admin => "admin",
+            Subsystem::Pubsub => "pubsub",
         }
     }
 }

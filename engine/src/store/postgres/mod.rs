@@ -13,7 +13,8 @@
 //! `tx` ([`PgTx`]: one statement per method), `records` (row codecs and
 //! per-record SQL), `sql` (the statements whose plans matter, public for the
 //! plan tests), `error` (SQLSTATE to [`StoreError`]), `migrate` (versioned
-//! migrations under an advisory lock), `migrations/` (the SQL files).
+//! migrations under an advisory lock), `migrations/` (the SQL files),
+//! `pubsub` ([`pubsub::PgPubSub`]: the engine's notices over `LISTEN`/`NOTIFY`).
 //!
 //! Transport: plain TCP or a Unix socket (`NoTls`); a TLS connector is not
 //! wired in yet.
@@ -21,6 +22,7 @@
 mod error;
 mod migrate;
 mod pool;
+pub mod pubsub;
 mod records;
 pub mod sql;
 mod tx;
