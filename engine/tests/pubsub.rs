@@ -3,7 +3,10 @@
 //! `PgPubSub` carries a notice from one replica to another's subscriber, a
 //! subscriber outlives its listening backend being terminated, a full publish
 //! queue drops instead of blocking, and the engine announces a committed
-//! build (never a refused one) to another replica.
+//! build (never a refused one) to another replica. Through `engined`: the
+//! long-polling acquire wakes for a new job on a SQLite single node
+//! (`LocalPubSub`) and across two PostgreSQL replicas (`NOTIFY`), refuses a
+//! bad `wait`, and answers at once when the daemon shuts down.
 
 mod daemon_support;
 
@@ -21,8 +24,11 @@ use engine::pubsub::{Notice, Publisher, Subscriber, Subscription, Topic};
 use engine::runtime::{SharedClock, SystemClock, TokioSpawner};
 use engine::store::postgres::pubsub::{PgPubSub, PgPubSubStats};
 use engine::store::postgres::{PgPoolConfig, PgStore};
+use engine::store::sqlite::{PoolConfig, SqliteServer};
 use engine::store::{Store, Subsystem, Tx, TxOptions};
 use engine::time::Span;
+use reqwest::Method;
+use serde_json::json;
 
 /// `future`, or a panic naming `what` after `timeout`.
 async fn within<T>(what: &str, timeout: Span, future: impl Future<Output = T>) -> T {
@@ -262,6 +268,156 @@ async fn pg_engine_announces_a_committed_build_to_another_replica_and_not_a_refu
         assert_eq!(next_message(&mut on_b, "the sentinel").await, "sentinel");
         a.close().await;
         b.close().await;
+    })
+    .await;
+}
+
+// ---- the daemon's long-polling acquire ----------------------------------------------------
+
+const PROVISIONER: &str = "70000000-0000-4000-8000-000000000001";
+const OTHER_PROVISIONER: &str = "70000000-0000-4000-8000-000000000002";
+
+/// Creates a workspace through `daemon`; returns its id.
+async fn create_workspace(client: &reqwest::Client, daemon: &Daemon, alice: UserId, dev: TemplateId) -> String {
+    let body = json!({ "actor": alice, "owner": alice, "template": dev, "name": "alice-dev" });
+    let (status, body) = call(client, Method::POST, &daemon.url("/api/v1/workspaces"), Some(body)).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().expect("an id").to_owned()
+}
+
+/// `POST acquire?wait=…` on `daemon` in a task of its own; returns
+/// `(status, body, seconds it took)`.
+fn long_poll(
+    daemon: &Daemon,
+    provisioner: &str,
+    wait: &str,
+) -> tokio::sync::oneshot::Receiver<(u16, serde_json::Value, f64)> {
+    let url = daemon.url(&format!("/api/v1/provisioners/{provisioner}/acquire?wait={wait}"));
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let _task = engine::runtime::Spawner::spawn(
+        &TokioSpawner,
+        "test-long-poll",
+        Box::pin(async move {
+            let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build().unwrap();
+            let started = now();
+            let (status, body) = call(&client, Method::POST, &url, Some(json!({}))).await.expect("long poll");
+            let _ = answer.send((status, body, now().since(started).as_millis() as f64 / 1000.0));
+        }),
+    );
+    answered
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_daemon_long_poll_wakes_for_a_new_job_and_answers_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("engine.db");
+    let clock: SharedClock = Arc::new(SystemClock);
+    let (alice, dev) = {
+        let server = SqliteServer::open_file(&path, clock).expect("open the file");
+        let store = server.client(PoolConfig { size: 5, acquire_timeout: Span::from_secs(5), label: "seed".into() });
+        seed(&store, 5).await
+    };
+    let port = free_port();
+    let env = [
+        ("ENGINE_DATABASE_URL", format!("sqlite://{}", path.display())),
+        ("ENGINE_LISTEN", format!("127.0.0.1:{port}")),
+        ("ENGINE_SHUTDOWN_TIMEOUT", "5s".to_owned()),
+    ];
+    let mut daemon = Daemon::spawn("engined", dir.path(), &["serve"], &env, port);
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+        let client = client();
+        daemon.wait_healthy(&client, Span::from_secs(30)).await;
+        let acquire = |query: &str| daemon.url(&format!("/api/v1/provisioners/{PROVISIONER}/acquire{query}"));
+
+        // Bounded and checked.
+        let (status, body) = call(&client, Method::POST, &acquire("?wait=31s"), None).await.unwrap();
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"].as_str().unwrap_or_default().contains("maximum 30s"), "{body}");
+        let (status, body) = call(&client, Method::POST, &acquire("?wiat=1s"), None).await.unwrap();
+        assert_eq!(status, 400, "{body}");
+        // No wait, no job: answered at once.
+        let (status, body) = call(&client, Method::POST, &acquire(""), None).await.unwrap();
+        assert_eq!((status, body["job"].is_null()), (200, true), "{body}");
+
+        // Waiting (20s) when the user creates a workspace: the notice of its
+        // start build wakes the poll long before its timeout.
+        let answered = long_poll(&daemon, PROVISIONER, "20s");
+        pause(Span::from_secs(1)).await;
+        let workspace = create_workspace(&client, &daemon, alice, dev).await;
+        let (status, body, seconds) = within("the long poll", Span::from_secs(30), answered).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["job"]["workspace_id"].as_str(), Some(workspace.as_str()), "{body}");
+        assert_eq!(body["job"]["transition"].as_str(), Some("start"), "{body}");
+        assert!(seconds < 10.0, "woken by the notice, not the 20s timeout: {seconds}s");
+
+        // A poll waiting when the daemon is told to stop answers `null` at
+        // once, and the daemon exits 0 well within its shutdown timeout.
+        let answered = long_poll(&daemon, OTHER_PROVISIONER, "30s");
+        pause(Span::from_millis(500)).await;
+        daemon.signal("TERM");
+        let (status, body, seconds) = within("the long poll at shutdown", Span::from_secs(10), answered).await.unwrap();
+        assert_eq!((status, body["job"].is_null()), (200, true), "{body}");
+        assert!(seconds < 5.0, "answered at shutdown, not at its 30s: {seconds}s");
+        let status = daemon.wait_exit(Span::from_secs(8)).await.expect("exits within its shutdown timeout");
+        assert!(status.success(), "exit {status}:\n{}", daemon.log_tail(20));
+    }))
+    .await;
+    daemon.kill_quietly();
+    if let Err(panic) = outcome {
+        eprintln!("--- engined log ---\n{}", daemon.log_tail(40));
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_daemons_long_poll_on_one_replica_wakes_for_a_build_on_another() {
+    on_fresh_database("pubsub_daemons_", "the two-replica long-poll test", |db| async move {
+        let store = replica_store(&db, "seed", 2).await;
+        store.migrate().await.expect("migrate");
+        let (alice, dev) = seed(&store, 5).await;
+        store.close();
+        let dir = tempfile::tempdir().unwrap();
+        let mut daemons: Vec<Daemon> = ["a", "b"]
+            .iter()
+            .map(|name| {
+                let port = free_port();
+                let env = [
+                    ("ENGINE_DATABASE_URL", database_url(&db)),
+                    ("ENGINE_LISTEN", format!("127.0.0.1:{port}")),
+                    ("ENGINE_APPLICATION_NAME", format!("{db}_{name}")),
+                ];
+                Daemon::spawn(&format!("replica-{name}"), dir.path(), &["serve"], &env, port)
+            })
+            .collect();
+        let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+            let client = client();
+            for daemon in &mut daemons {
+                daemon.wait_healthy(&client, Span::from_secs(30)).await;
+            }
+            // A provisioner waits on A; the user creates the workspace on B.
+            let answered = long_poll(&daemons[0], PROVISIONER, "20s");
+            pause(Span::from_secs(1)).await;
+            let workspace = create_workspace(&client, &daemons[1], alice, dev).await;
+            let (status, body, seconds) = within("the long poll on A", Span::from_secs(30), answered).await.unwrap();
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["job"]["workspace_id"].as_str(), Some(workspace.as_str()), "{body}");
+            assert!(seconds < 10.0, "woken by B's NOTIFY, not the 20s timeout: {seconds}s");
+            for daemon in &mut daemons {
+                daemon.signal("TERM");
+                let status = daemon.wait_exit(Span::from_secs(12)).await.expect("exits on SIGTERM");
+                assert!(status.success(), "exit {status}:\n{}", daemon.log_tail(20));
+            }
+        }))
+        .await;
+        for daemon in &mut daemons {
+            daemon.kill_quietly();
+        }
+        if let Err(panic) = outcome {
+            for daemon in &daemons {
+                eprintln!("--- {} log ---\n{}", daemon.name, daemon.log_tail(40));
+            }
+            std::panic::resume_unwind(panic);
+        }
     })
     .await;
 }

@@ -55,9 +55,12 @@ mod cli {
             /// How long each "build" takes.
             #[arg(long, default_value = "2s", value_parser = parse_span)]
             build_duration: engine::time::Span,
-            /// How often to ask for a job when none is pending.
+            /// The least time between two asks for a job (and the retry delay after an error).
             #[arg(long, default_value = "1s", value_parser = parse_span)]
             poll_interval: engine::time::Span,
+            /// Long poll: how long each ask waits on the daemon for a job (0: plain polling; at most 30s).
+            #[arg(long, default_value = "10s", value_parser = parse_wait)]
+            wait: engine::time::Span,
             /// How often to report itself alive.
             #[arg(long, default_value = "10s", value_parser = parse_span)]
             heartbeat_interval: engine::time::Span,
@@ -71,6 +74,14 @@ mod cli {
 
     fn parse_span(text: &str) -> Result<engine::time::Span, String> {
         parse_duration(text)
+    }
+
+    fn parse_wait(text: &str) -> Result<engine::time::Span, String> {
+        let wait = parse_duration(text)?;
+        if wait > engine::limits::ACQUIRE_WAIT_MAX {
+            return Err(format!("{wait} is longer than the maximum {}", engine::limits::ACQUIRE_WAIT_MAX));
+        }
+        Ok(wait)
     }
 
     fn after_help() -> String {
@@ -115,14 +126,22 @@ mod cli {
                 name,
                 build_duration,
                 poll_interval,
+                wait,
                 heartbeat_interval,
                 agent_ready,
                 log_format,
             } => {
                 let format = log_format.parse::<LogFormat>().map_err(anyhow::Error::msg).context("--log-format")?;
                 daemon::init_logging(format, "info")?;
-                let options =
-                    ProvisionerOptions { api, name, build_duration, poll_interval, heartbeat_interval, agent_ready };
+                let options = ProvisionerOptions {
+                    api,
+                    name,
+                    build_duration,
+                    poll_interval,
+                    wait,
+                    heartbeat_interval,
+                    agent_ready,
+                };
                 let clock: SharedClock = Arc::new(SystemClock);
                 runtime()?.block_on(async move {
                     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

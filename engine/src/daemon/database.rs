@@ -1,14 +1,17 @@
 //! The daemon's database: PostgreSQL (production, several replicas) or the
 //! embedded SQLite store (one daemon), opened from the configured URL, with
 //! what the daemon needs beyond [`Store`]: pool readings for `/metrics`, a
-//! health probe for `/healthz`, and closing at shutdown.
+//! health probe for `/healthz`, closing at shutdown, and the pubsub that
+//! goes with it ([`PgPubSub`] across replicas, [`LocalPubSub`] in one process).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::daemon::config::{DaemonConfig, DatabaseUrl};
-use crate::runtime::SharedClock;
+use crate::pubsub::{LocalPubSub, SharedPublisher, SharedSubscriber};
+use crate::runtime::{SharedClock, Spawner};
+use crate::store::postgres::pubsub::PgPubSub;
 use crate::store::postgres::{PgPoolConfig, PgStore};
 use crate::store::sqlite::{PoolConfig, PoolStats, SqliteServer, SqliteStore};
 use crate::store::{Store, StoreError, StoreResult, Subsystem, Tx, TxOptions};
@@ -88,6 +91,47 @@ impl Database {
         match self {
             Database::Postgres(store) => store.migrate().await,
             Database::Sqlite { .. } => Ok(Vec::new()),
+        }
+    }
+}
+
+/// The daemon's pubsub: what the engine publishes through and the long-polling
+/// acquire subscribes to.
+pub enum DaemonPubSub {
+    /// `LISTEN`/`NOTIFY`: a notice of any replica reaches every replica.
+    Postgres(PgPubSub),
+    /// One process (the SQLite single node).
+    Local(LocalPubSub),
+}
+
+impl DaemonPubSub {
+    /// PostgreSQL: connects the listening session (failing like the store
+    /// when the server is unreachable) and starts its tasks on `spawner`.
+    pub async fn open(database: &Database, spawner: &dyn Spawner, clock: SharedClock) -> Result<Self, StoreError> {
+        match database {
+            Database::Postgres(store) => Ok(DaemonPubSub::Postgres(PgPubSub::start(store, spawner, clock).await?)),
+            Database::Sqlite { .. } => Ok(DaemonPubSub::Local(LocalPubSub::new())),
+        }
+    }
+
+    pub fn publisher(&self) -> SharedPublisher {
+        match self {
+            DaemonPubSub::Postgres(pubsub) => Arc::new(pubsub.clone()),
+            DaemonPubSub::Local(pubsub) => Arc::new(pubsub.clone()),
+        }
+    }
+
+    pub fn subscriber(&self) -> SharedSubscriber {
+        match self {
+            DaemonPubSub::Postgres(pubsub) => Arc::new(pubsub.clone()),
+            DaemonPubSub::Local(pubsub) => Arc::new(pubsub.clone()),
+        }
+    }
+
+    /// Stops the PostgreSQL tasks (before the pool closes).
+    pub async fn close(&self) {
+        if let DaemonPubSub::Postgres(pubsub) = self {
+            pubsub.close().await;
         }
     }
 }

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, Path, RawQuery, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,7 +25,9 @@ use crate::daemon::config::parse_duration;
 use crate::daemon::database::DaemonStore;
 use crate::daemon::metrics::Metrics;
 use crate::ids::{JobId, ProvisionerId, TemplateId, UserId, VersionId, WorkspaceId};
+use crate::limits;
 use crate::model::{AutomaticUpdates, Build, BuildWithJob, Job, JobStatus, Transition, Workspace};
+use crate::pubsub::{SharedSubscriber, Subscription, Topic};
 use crate::rules::bump::ActivitySource;
 use crate::runtime::SharedClock;
 use crate::time::{Span, Timestamp};
@@ -36,6 +38,10 @@ pub struct AppState<S: DaemonStore> {
     pub store: Arc<S>,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
+    /// "Job available" notices, for long-polling acquires.
+    pub subscriber: SharedSubscriber,
+    /// Turns `true` when the daemon begins shutting down: long polls answer.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The daemon's routes.
@@ -517,13 +523,75 @@ pub struct AcquiredJob {
     pub transition: Option<&'static str>,
 }
 
+/// `?wait=<duration>` of an acquire: how long to wait for a job when none is
+/// pending (default 0, at most [`limits::ACQUIRE_WAIT_MAX`]).
+fn acquire_wait(query: Option<&str>) -> Result<Span, HttpError> {
+    let mut wait = Span::ZERO;
+    for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "wait" => wait = parse_duration(value).map_err(|e| HttpError::bad_request(format!("`wait`: {e}")))?,
+            other => return Err(HttpError::bad_request(format!("unknown query parameter `{other}`, expected `wait`"))),
+        }
+    }
+    if wait > limits::ACQUIRE_WAIT_MAX {
+        return Err(HttpError::bad_request(format!(
+            "`wait`: {wait} is longer than the maximum {}",
+            limits::ACQUIRE_WAIT_MAX
+        )));
+    }
+    Ok(wait)
+}
+
+/// What ended one wait of a long-polling acquire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Woken {
+    Stopping,
+    Notice,
+    Timeout,
+}
+
+/// The next notice; a closed subscription never yields (the wait then ends
+/// at its timeout, and polling alone finds the job).
+async fn next_notice(notices: &mut Subscription) {
+    if notices.recv().await.is_none() {
+        std::future::pending::<()>().await;
+    }
+}
+
 async fn acquire_job<S: DaemonStore>(
     State(state): State<Arc<AppState<S>>>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<AcquiredBody>, HttpError> {
     let id: ProvisionerId = id_of("provisioner", &id)?;
-    let now = state.clock.now();
-    let Some(job) = state.api.acquire_job(id, now).await? else { return Ok(Json(AcquiredBody { job: None })) };
+    let wait = acquire_wait(query.as_deref())?;
+    // Subscribed before the first try: a job committed between that try and
+    // the wait still wakes it.
+    let mut notices = (!wait.is_zero()).then(|| state.subscriber.subscribe(Topic::JobAvailable));
+    let mut acquired = state.api.acquire_job(id, state.clock.now()).await?;
+    if let (None, Some(notices)) = (&acquired, notices.as_mut()) {
+        // Long poll: each notice (or the timeout) is followed by one more try;
+        // a notice whose job another provisioner took waits on.
+        let deadline = state.clock.now() + wait;
+        let mut stopping = state.stopping.clone();
+        loop {
+            let woken = tokio::select! {
+                biased;
+                _ = stopping.wait_for(|stopping| *stopping) => Woken::Stopping,
+                _ = next_notice(notices) => Woken::Notice,
+                _ = state.clock.sleep_until(deadline) => Woken::Timeout,
+            };
+            if woken == Woken::Stopping {
+                break;
+            }
+            acquired = state.api.acquire_job(id, state.clock.now()).await?;
+            if acquired.is_some() || woken == Woken::Timeout {
+                break;
+            }
+        }
+    }
+    let Some(job) = acquired else { return Ok(Json(AcquiredBody { job: None })) };
     // The transition is read after the claim committed: the build never changes it.
     let transition = match state.api.workspace(job.workspace_id).await {
         Ok(WorkspaceState { latest: Some(latest), .. }) if latest.build.id == job.build_id => {

@@ -6,7 +6,8 @@
 //! - `config`: the TOML file and `ENGINE_*` environment overrides, checked,
 //!   errors naming the setting and its source.
 //! - `database`: PostgreSQL or the embedded SQLite store from the URL; pool
-//!   readings and a health probe ([`DaemonStore`]).
+//!   readings and a health probe ([`DaemonStore`]); its pubsub
+//!   ([`DaemonPubSub`]: `LISTEN`/`NOTIFY`, or in-process for SQLite).
 //! - `serve`: `serve` (engine + HTTP + signals + graceful shutdown) and
 //!   `migrate`; logging setup.
 //! - `http`: the versioned JSON API, `/healthz`, `/metrics` (documented in
@@ -28,6 +29,6 @@ pub mod serve;
 pub mod sinks;
 
 pub use config::{DaemonConfig, DatabaseUrl, LogFormat};
-pub use database::{DaemonStore, Database};
+pub use database::{DaemonPubSub, DaemonStore, Database};
 pub use provisioner::{run_provisioner, ProvisionerOptions, ProvisionerStats};
 pub use serve::{init_logging, migrate, serve, DaemonError};

@@ -1,18 +1,24 @@
 //! `engined provision`: a simple provisioner for trying the daemon out. It
 //! talks to a daemon only through the HTTP API, as a real provisioner daemon
-//! would: it reports itself alive every `heartbeat_interval`, polls for a job
-//! every `poll_interval`, "builds" for `build_duration` (it runs nothing), and
-//! completes the job as succeeded; with `agent_ready` it also reports the
-//! workspace's agent ready after a start.
+//! would: it reports itself alive every `heartbeat_interval`, asks for a job
+//! with a long poll (`acquire?wait=`: the daemon answers as soon as a "job
+//! available" notice brings one, or after `wait` with none), "builds" for
+//! `build_duration` (it runs nothing), and completes the job as succeeded;
+//! with `agent_ready` it also reports the workspace's agent ready after a
+//! start. A long poll never runs past the next heartbeat, and asks are at
+//! least `poll_interval` apart unless one took that long (with `wait` 0 it
+//! is plain polling every `poll_interval`).
 //!
-//! On its stop signal it finishes the job in hand (at most one build
-//! duration) and returns: a job left running would never finish.
+//! On its stop signal it abandons a long poll that has not answered and
+//! finishes the job in hand (at most one build duration), then returns: a
+//! job left running would never finish.
 
 use std::future::Future;
 
 use serde::Deserialize;
 
 use crate::ids::{IdGen, JobId, ProvisionerId, WorkspaceId};
+use crate::limits;
 use crate::runtime::SharedClock;
 use crate::time::Span;
 
@@ -30,6 +36,9 @@ pub struct ProvisionerOptions {
     pub name: String,
     pub build_duration: Span,
     pub poll_interval: Span,
+    /// How long one acquire may wait for a job (0: no long poll); at most
+    /// [`limits::ACQUIRE_WAIT_MAX`].
+    pub wait: Span,
     pub heartbeat_interval: Span,
     pub agent_ready: bool,
 }
@@ -93,8 +102,25 @@ impl Client {
             .map(|_| ())
     }
 
-    async fn acquire(&self) -> Result<Option<AcquiredJob>, String> {
-        let response = self.post(&format!("/api/v1/provisioners/{}/acquire", self.id), serde_json::json!({})).await?;
+    /// One acquire, waiting up to `wait` on the daemon for a job.
+    async fn acquire(&self, wait: Span) -> Result<Option<AcquiredJob>, String> {
+        let mut url = format!("{}/api/v1/provisioners/{}/acquire", self.base, self.id);
+        if !wait.is_zero() {
+            url.push_str(&format!("?wait={}ms", wait.as_millis()));
+        }
+        let response = self
+            .http
+            .post(&url)
+            .timeout((REQUEST_TIMEOUT + wait).to_std())
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            return Err(format!("POST {url}: {status}: {text}"));
+        }
         let acquired: Acquired = response.json().await.map_err(|e| format!("acquire: {e}"))?;
         Ok(acquired.job)
     }
@@ -149,7 +175,16 @@ pub async fn run_provisioner(
         if now < poll_at {
             continue;
         }
-        match client.acquire().await {
+        // Back before the next heartbeat is due.
+        let wait = options.wait.min(heartbeat_at.since(now)).min(limits::ACQUIRE_WAIT_MAX).max(Span::ZERO);
+        let acquired = tokio::select! {
+            biased;
+            // Nothing was handed over yet (a job claimed at this very instant
+            // would be left running, as with any request cut short).
+            _ = &mut stop => break,
+            acquired = client.acquire(wait) => acquired,
+        };
+        match acquired {
             Ok(Some(job)) => {
                 tracing::info!(job = %job.id, workspace = %job.workspace_id, transition = ?job.transition, "building");
                 clock.sleep_until(clock.now() + options.build_duration).await;
@@ -180,6 +215,7 @@ pub async fn run_provisioner(
                 // Look for the next job at once.
                 poll_at = clock.now();
             }
+            // A long poll that took `poll_interval` or more asks again at once.
             Ok(None) => poll_at = now + options.poll_interval,
             Err(error) => {
                 stats.request_errors += 1;

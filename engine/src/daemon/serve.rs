@@ -2,10 +2,11 @@
 //! with the daemon's sink and metrics, serve HTTP, and shut down gracefully on
 //! SIGTERM or SIGINT within `shutdown_timeout`.
 //!
-//! Shutdown order: stop accepting HTTP requests and, at the same time, shut
-//! the engine down ([`Engine::shutdown`]: no new work, in-flight work ends or
-//! is cancelled at the budget, usage flushed once); HTTP requests still running
-//! at the budget are dropped; then the pool closes and `serve` returns.
+//! Shutdown order: stop accepting HTTP requests (long-polling acquires answer
+//! at once) and, at the same time, shut the engine down ([`Engine::shutdown`]:
+//! no new work, in-flight work ends or is cancelled at the budget, usage
+//! flushed once); HTTP requests still running at the budget are dropped; then
+//! the pool closes, the pubsub's tasks end, and `serve` returns.
 
 use std::future::IntoFuture;
 use std::io::IsTerminal;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::daemon::config::{DaemonConfig, LogFormat};
-use crate::daemon::database::{DaemonStore, Database};
+use crate::daemon::database::{DaemonPubSub, DaemonStore, Database};
 use crate::daemon::http::{self, AppState};
 use crate::daemon::metrics::{Metrics, MetricsError, MetricsEvents};
 use crate::daemon::sinks;
@@ -82,14 +83,17 @@ pub async fn serve(config: DaemonConfig) -> Result<(), DaemonError> {
             tracing::info!(?applied, "migrations applied");
         }
     }
-    match database {
-        Database::Postgres(store) => run(store, &config, clock).await,
+    let pubsub = DaemonPubSub::open(&database, &TokioSpawner, clock.clone()).await?;
+    let result = match database {
+        Database::Postgres(store) => run(store, &config, clock, &pubsub).await,
         Database::Sqlite { server, store } => {
-            let result = run(store, &config, clock).await;
+            let result = run(store, &config, clock, &pubsub).await;
             drop(server);
             result
         }
-    }
+    };
+    pubsub.close().await;
+    result
 }
 
 /// Seeds the replica's id generator: distinct per process and start instant,
@@ -112,7 +116,12 @@ enum Stop {
     ServerEnded(std::io::Result<()>),
 }
 
-async fn run<S: DaemonStore>(store: Arc<S>, config: &DaemonConfig, clock: SharedClock) -> Result<(), DaemonError> {
+async fn run<S: DaemonStore>(
+    store: Arc<S>,
+    config: &DaemonConfig,
+    clock: SharedClock,
+    pubsub: &DaemonPubSub,
+) -> Result<(), DaemonError> {
     let settings = config.settings.clone();
     let metrics = Arc::new(Metrics::new()?);
     let events: SharedEvents = Arc::new(MetricsEvents::new(metrics.clone(), clock.clone()));
@@ -132,11 +141,18 @@ async fn run<S: DaemonStore>(store: Arc<S>, config: &DaemonConfig, clock: Shared
         settings: settings.clone(),
         sink,
         events,
-        publisher: Arc::new(crate::pubsub::NoPubSub),
+        publisher: pubsub.publisher(),
         id_seed: derive_id_seed(config, &clock),
     })?;
-    let state = Arc::new(AppState { api: engine.api().clone(), store: store.clone(), clock: clock.clone(), metrics });
     let (stop_http, mut http_stopping) = tokio::sync::watch::channel(false);
+    let state = Arc::new(AppState {
+        api: engine.api().clone(),
+        store: store.clone(),
+        clock: clock.clone(),
+        metrics,
+        subscriber: pubsub.subscriber(),
+        stopping: stop_http.subscribe(),
+    });
     let server = axum::serve(listener, http::router(state))
         .with_graceful_shutdown(async move {
             let _ = http_stopping.wait_for(|stopping| *stopping).await;
