@@ -15,8 +15,12 @@ fn root() -> PathBuf {
 }
 
 /// The madsim build of `sim`, or `None` (a loud skip locally; a failure in CI).
+/// A relative `SIM_BIN` is read from the workspace root, as `cargo xtask`
+/// reads it (tests run in `sim/`).
 fn sim_bin() -> Option<PathBuf> {
-    let path = std::env::var_os("SIM_BIN").map(PathBuf::from).unwrap_or_else(|| root().join("target/sim/release/sim"));
+    let path =
+        std::env::var_os("SIM_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target/sim/release/sim"));
+    let path = if path.is_relative() { root().join(path) } else { path };
     if path.exists() {
         return Some(path);
     }
