@@ -233,25 +233,7 @@ pub fn user(ids: &SharedIds, name: &str, status: UserStatus, admin: bool, at: Ti
 
 /// A template with no timers at all; callers set what they exercise.
 pub fn template(ids: &SharedIds, name: &str, active_version: engine::ids::VersionId, at: Timestamp) -> Template {
-    Template {
-        id: ids.next(),
-        name: name.into(),
-        active_version_id: active_version,
-        default_ttl: Span::ZERO,
-        activity_bump: Span::from_hours(1),
-        autostop_notify: Span::ZERO,
-        failure_ttl: Span::ZERO,
-        time_til_dormant: Span::ZERO,
-        time_til_dormant_autodelete: Span::ZERO,
-        allow_user_autostart: true,
-        allow_user_autostop: true,
-        autostart_days: WeekdaySet::ALL,
-        autostop_requirement: AutostopRequirement::default(),
-        require_active_version: false,
-        deprecated: false,
-        deleted: false,
-        created_at: at,
-    }
+    Template::new(ids.next(), name, active_version, at)
 }
 
 pub fn version(ids: &SharedIds, template: engine::ids::TemplateId, name: &str, at: Timestamp) -> TemplateVersion {

@@ -3,9 +3,8 @@
 
 use engine::ids::{IdGen, JobId, NotificationId, UserId, VersionId, WorkspaceId};
 use engine::model::{
-    AutomaticUpdates, AutostopRequirement, Build, BuildReason, DedupeKey, Job, JobStatus, NewNotification,
-    NotificationKind, NotificationPayload, Roles, Template, TemplateVersion, Transition, User, UserStatus, WeekdaySet,
-    Workspace,
+    AutomaticUpdates, Build, BuildReason, DedupeKey, Job, JobStatus, NewNotification, NotificationKind,
+    NotificationPayload, Roles, Template, TemplateVersion, Transition, User, UserStatus, Workspace,
 };
 use engine::store::{Store, Subsystem, Tx, TxOptions};
 use engine::time::{Span, Timestamp};
@@ -35,25 +34,7 @@ pub fn user(ids: &mut IdGen, name: &str) -> User {
 }
 
 pub fn template(ids: &mut IdGen, name: &str, active_version_id: VersionId) -> Template {
-    Template {
-        id: ids.next_id(),
-        name: name.to_owned(),
-        active_version_id,
-        default_ttl: Span::ZERO,
-        activity_bump: Span::ZERO,
-        autostop_notify: Span::ZERO,
-        failure_ttl: Span::ZERO,
-        time_til_dormant: Span::ZERO,
-        time_til_dormant_autodelete: Span::ZERO,
-        allow_user_autostart: true,
-        allow_user_autostop: true,
-        autostart_days: WeekdaySet::ALL,
-        autostop_requirement: AutostopRequirement::default(),
-        require_active_version: false,
-        deprecated: false,
-        deleted: false,
-        created_at: t0(),
-    }
+    Template { activity_bump: Span::ZERO, ..Template::new(ids.next_id(), name, active_version_id, t0()) }
 }
 
 pub fn version(id: VersionId, template: &Template) -> TemplateVersion {
