@@ -56,7 +56,7 @@ pub fn ci() -> Result<()> {
                 "-D",
                 "warnings",
             ]);
-            cmd.env("RUSTFLAGS", "");
+            cmd.env_remove("RUSTFLAGS");
             cmd
         }),
         // The simulator's own code compiles only under `--cfg madsim`.
@@ -74,12 +74,16 @@ pub fn ci() -> Result<()> {
                 "-D",
                 "warnings",
             ]);
-            cmd.env("CARGO_TARGET_DIR", "target/sim").env("RUSTFLAGS", "");
+            // An ambient RUSTFLAGS, even empty, would replace the `--config`
+            // rustflags that turn on `--cfg madsim`.
+            cmd.env("CARGO_TARGET_DIR", "target/sim").env_remove("RUSTFLAGS");
             cmd
         }),
         ("sim-build", {
             let mut cmd = cargo(&["build", "--release", "-p", "sim", "--bin", "sim", "--locked", "--config", madsim]);
-            cmd.env("CARGO_TARGET_DIR", "target/sim").env("RUSTFLAGS", "");
+            // An ambient RUSTFLAGS, even empty, would replace the `--config`
+            // rustflags that turn on `--cfg madsim`.
+            cmd.env("CARGO_TARGET_DIR", "target/sim").env_remove("RUSTFLAGS");
             cmd
         }),
         ("test", {

@@ -53,7 +53,8 @@ pub fn sim_binary(root: &Path, cwd: &Path) -> Result<PathBuf> {
         "--config",
         "target.'cfg(all())'.rustflags = ['--cfg', 'madsim']",
     ]);
-    cmd.env("CARGO_TARGET_DIR", &target);
+    // An ambient RUSTFLAGS would replace the `--config` rustflags (no madsim).
+    cmd.env("CARGO_TARGET_DIR", &target).env_remove("RUSTFLAGS");
     eprintln!("building the simulator: CARGO_TARGET_DIR=target/sim cargo build --release -p sim (--cfg madsim)");
     let started = now();
     let status = cmd.status().context("starting cargo build for the simulator")?;
