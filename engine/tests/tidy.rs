@@ -109,7 +109,7 @@ fn every_select_is_biased() {
             }
         }
     }
-    assert!(offenders.is_empty(), "select! without `biased;` as its first line: {offenders:#?}");
+    assert!(offenders.is_empty(), "a tokio select without `biased;` as its first line: {offenders:#?}");
 }
 
 #[test]

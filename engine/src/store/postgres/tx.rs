@@ -41,6 +41,27 @@ macro_rules! sql_once {
     }};
 }
 
+/// All rows of a table in id order, after an optional id (keyset paging): one
+/// statement for the first page, one for the pages after a cursor.
+macro_rules! paged_by_id {
+    ($self:ident, $record:ty, $table:literal, $after:expr, $limit:expr) => {
+        match $after {
+            None => {
+                let sql =
+                    sql_once!(concat!("SELECT {} FROM ", $table, " ORDER BY id LIMIT $1"), <$record>::sql().columns);
+                $self.list(sql, &[limit($limit)]).await
+            }
+            Some(after) => {
+                let sql = sql_once!(
+                    concat!("SELECT {} FROM ", $table, " WHERE id > $1 ORDER BY id LIMIT $2"),
+                    <$record>::sql().columns
+                );
+                $self.list(sql, &[uuid(&after.0), limit($limit)]).await
+            }
+        }
+    };
+}
+
 /// A pooled connection on loan: back to the pool only through
 /// [`Held::release`]; dropped any other way, it is detached and closed.
 pub(crate) struct Held {
@@ -361,16 +382,7 @@ impl Tx for PgTx {
     }
 
     async fn users(&mut self, after: Option<UserId>, limit_rows: u32) -> StoreResult<Vec<User>> {
-        match after {
-            None => {
-                let sql = sql_once!("SELECT {} FROM users ORDER BY id LIMIT $1", User::sql().columns);
-                self.list(sql, &[limit(limit_rows)]).await
-            }
-            Some(after) => {
-                let sql = sql_once!("SELECT {} FROM users WHERE id > $1 ORDER BY id LIMIT $2", User::sql().columns);
-                self.list(sql, &[uuid(&after.0), limit(limit_rows)]).await
-            }
-        }
+        paged_by_id!(self, User, "users", after, limit_rows)
     }
 
     async fn insert_template(&mut self, template: &Template) -> StoreResult<()> {
@@ -394,17 +406,7 @@ impl Tx for PgTx {
     }
 
     async fn templates(&mut self, after: Option<TemplateId>, limit_rows: u32) -> StoreResult<Vec<Template>> {
-        match after {
-            None => {
-                let sql = sql_once!("SELECT {} FROM templates ORDER BY id LIMIT $1", Template::sql().columns);
-                self.list(sql, &[limit(limit_rows)]).await
-            }
-            Some(after) => {
-                let sql =
-                    sql_once!("SELECT {} FROM templates WHERE id > $1 ORDER BY id LIMIT $2", Template::sql().columns);
-                self.list(sql, &[uuid(&after.0), limit(limit_rows)]).await
-            }
-        }
+        paged_by_id!(self, Template, "templates", after, limit_rows)
     }
 
     async fn insert_version(&mut self, version: &TemplateVersion) -> StoreResult<()> {
@@ -469,17 +471,7 @@ impl Tx for PgTx {
     }
 
     async fn workspaces(&mut self, after: Option<WorkspaceId>, limit_rows: u32) -> StoreResult<Vec<Workspace>> {
-        match after {
-            None => {
-                let sql = sql_once!("SELECT {} FROM workspaces ORDER BY id LIMIT $1", Workspace::sql().columns);
-                self.list(sql, &[limit(limit_rows)]).await
-            }
-            Some(after) => {
-                let sql =
-                    sql_once!("SELECT {} FROM workspaces WHERE id > $1 ORDER BY id LIMIT $2", Workspace::sql().columns);
-                self.list(sql, &[uuid(&after.0), limit(limit_rows)]).await
-            }
-        }
+        paged_by_id!(self, Workspace, "workspaces", after, limit_rows)
     }
 
     async fn workspaces_of_template(
@@ -704,19 +696,7 @@ RETURNING {}",
         after: Option<NotificationId>,
         limit_rows: u32,
     ) -> StoreResult<Vec<Notification>> {
-        match after {
-            None => {
-                let sql = sql_once!("SELECT {} FROM notifications ORDER BY id LIMIT $1", Notification::sql().columns);
-                self.list(sql, &[limit(limit_rows)]).await
-            }
-            Some(after) => {
-                let sql = sql_once!(
-                    "SELECT {} FROM notifications WHERE id > $1 ORDER BY id LIMIT $2",
-                    Notification::sql().columns
-                );
-                self.list(sql, &[uuid(&after.0), limit(limit_rows)]).await
-            }
-        }
+        paged_by_id!(self, Notification, "notifications", after, limit_rows)
     }
 
     // ---- chats (what the lifecycle needs of them) ----------------------------
